@@ -1,0 +1,1 @@
+"""Replay service: streams a ratings dataset in timestamp order into Kafka."""

@@ -1,0 +1,1 @@
+"""The FastAPI layer: recommendations, prequential metrics and event ingestion."""

@@ -1,0 +1,151 @@
+"""The rating event: validation, the wire format and its property-based guarantees."""
+
+import json
+import math
+
+import numpy as np
+import orjson
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from recsys_stream.events import (
+    MAX_EVENT_BYTES,
+    MAX_ID,
+    RATING_MAX,
+    RATING_MIN,
+    TIMESTAMP_MAX,
+    EventBatch,
+    EventValidationError,
+    RatingEvent,
+    decode,
+    encode,
+)
+
+valid_events = st.builds(
+    RatingEvent,
+    user_id=st.integers(0, MAX_ID),
+    item_id=st.integers(0, MAX_ID),
+    rating=st.floats(RATING_MIN, RATING_MAX) | st.integers(1, 5),
+    timestamp=st.floats(0, TIMESTAMP_MAX) | st.integers(0, int(TIMESTAMP_MAX)),
+    event_id=st.none() | st.text(max_size=40),
+    source=st.none() | st.text(max_size=20),
+)
+
+
+@given(valid_events)
+def test_encode_decode_round_trips(event: RatingEvent) -> None:
+    assert decode(encode(event)) == event
+
+
+@settings(max_examples=500)
+@given(st.binary(max_size=2 * MAX_EVENT_BYTES))
+def test_no_byte_string_makes_decode_raise_anything_but_validation_error(payload: bytes) -> None:
+    try:
+        decode(payload)
+    except EventValidationError as exc:
+        reason = exc.reason
+    else:
+        reason = "decoded"
+    assert reason
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=10),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=10), children, max_size=4)
+    ),
+    max_leaves=10,
+)
+
+
+@settings(max_examples=500)
+@given(
+    st.fixed_dictionaries(
+        {},
+        optional={
+            "user_id": json_values,
+            "item_id": json_values,
+            "rating": json_values,
+            "timestamp": json_values,
+            "event_id": json_values,
+            "source": json_values,
+        },
+    )
+)
+def test_any_json_object_decodes_or_is_rejected_with_a_reason(fields: dict[str, object]) -> None:
+    payload = json.dumps(fields).encode()  # stdlib: also writes NaN and huge integers
+    try:
+        event = decode(payload)
+    except EventValidationError as exc:
+        assert exc.reason, "a rejection always says why"  # noqa: PT017 - property over any input
+    else:
+        assert event.to_dict() == {k: v for k, v in fields.items() if v is not None}
+
+
+def _payload(**overrides: object) -> bytes:
+    fields: dict[str, object] = {"user_id": 1, "item_id": 2, "rating": 4.0, "timestamp": 10}
+    fields.update(overrides)
+    return orjson.dumps({k: v for k, v in fields.items() if v is not ...})
+
+
+@pytest.mark.parametrize(
+    ("payload", "reason_fragment"),
+    [
+        (_payload(user_id=...), "missing required field(s) ['user_id']"),
+        (_payload(user_id="1"), "user_id: must be an integer, got str"),
+        (_payload(user_id=1.0), "user_id: must be an integer, got float"),
+        (_payload(user_id=True), "user_id: must be an integer, got bool"),
+        (_payload(item_id=-3), "item_id: must be between 0 and"),
+        (_payload(item_id=MAX_ID + 1), "item_id: must be between 0 and"),
+        (_payload(rating=0.0), "rating: must be between 0.5 and 5.0"),
+        (_payload(rating=5.5), "rating: must be between 0.5 and 5.0"),
+        (_payload(rating=None), "rating: must be a number, got NoneType"),
+        (_payload(timestamp=-1), "timestamp: must be between"),
+        (_payload(timestamp=1e12), "timestamp: must be between"),
+        (_payload(event_id=5), "event_id: must be a string"),
+        (_payload(source="x" * 200), "source: must be at most 128 characters"),
+        (_payload(colour="red"), "unknown field(s) ['colour']"),
+        (b'{"user_id": 1, "item_id": 2, "rating": NaN, "timestamp": 1}', "not valid JSON"),
+        (b"[1, 2, 3]", "expected a JSON object, got list"),
+        (b"", "not valid JSON"),
+        (None, "empty message"),
+        (b" " * (MAX_EVENT_BYTES + 1), "exceeds the 1024-byte limit"),
+    ],
+)
+def test_bad_messages_are_rejected_with_a_clear_reason(
+    payload: bytes | None, reason_fragment: str
+) -> None:
+    with pytest.raises(EventValidationError) as excinfo:
+        decode(payload)
+    assert reason_fragment in str(excinfo.value)
+
+
+@pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf])
+def test_non_finite_ratings_are_rejected_at_construction(bad: float) -> None:
+    with pytest.raises(EventValidationError, match="rating: must be finite"):
+        RatingEvent(user_id=1, item_id=2, rating=bad, timestamp=0)
+
+
+def test_optional_fields_are_omitted_from_the_wire_when_unset() -> None:
+    assert orjson.loads(encode(RatingEvent(1, 2, 3.5, 4))) == {
+        "user_id": 1,
+        "item_id": 2,
+        "rating": 3.5,
+        "timestamp": 4,
+    }
+
+
+def test_event_batch_keeps_columns_in_stream_order() -> None:
+    events = [RatingEvent(3, 30, 1.0, 5), RatingEvent(1, 10, 5.0, 6), RatingEvent(3, 20, 2.5, 6)]
+    batch = EventBatch.from_events(events)
+    assert batch.user_ids.dtype == np.int64
+    assert batch.ratings.dtype == np.float32
+    assert batch.user_ids.tolist() == [3, 1, 3]
+    assert list(batch.events()) == events
+    assert batch.slice(1, 3).item_ids.tolist() == [10, 20]
+
+
+def test_event_batch_rejects_ragged_columns() -> None:
+    with pytest.raises(ValueError, match="equal lengths"):
+        EventBatch.from_arrays([1, 2], [1], [4.0, 4.0], [0, 0])
