@@ -1,0 +1,42 @@
+"""Rating data: the MovieLens variants and synthetic MovieLens-like streams, as one type.
+
+Both :func:`load_dataset` and :func:`generate_synthetic` return a :class:`Dataset` whose
+``ratings`` frame (user_id, item_id, rating, timestamp) is in stream order.
+
+>>> from recsys_stream.data import generate_synthetic
+>>> generate_synthetic(500, n_users=20, n_items=100, seed=1).ratings.dtypes
+user_id        int64
+item_id        int64
+rating       float32
+timestamp      int64
+dtype: object
+"""
+
+from recsys_stream.data._download import (
+    DatasetChecksumError,
+    DatasetError,
+    DatasetUnavailableError,
+)
+from recsys_stream.data.movielens import (
+    RATINGS_DTYPES,
+    VARIANTS,
+    Dataset,
+    Variant,
+    load_dataset,
+    load_dataset_from_settings,
+)
+from recsys_stream.data.synthetic import SyntheticConfig, generate_synthetic
+
+__all__ = [
+    "RATINGS_DTYPES",
+    "VARIANTS",
+    "Dataset",
+    "DatasetChecksumError",
+    "DatasetError",
+    "DatasetUnavailableError",
+    "SyntheticConfig",
+    "Variant",
+    "generate_synthetic",
+    "load_dataset",
+    "load_dataset_from_settings",
+]
