@@ -1,0 +1,53 @@
+# recsys-stream: `make demo` runs the main job, `make test` the whole suite.
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+# uv installs from its cache outside the clone (~/.cache/uv), so a fresh clone installs in seconds.
+TOOLS_DIR ?= $(HOME)/.cache/recsys-stream/tools
+UV ?= $(shell command -v uv 2>/dev/null || echo $(TOOLS_DIR)/bin/uv)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+
+# The unmodified MovieLens files next to the clone, when present (never inside it: licence).
+ifneq ($(wildcard ../shared/data/ml-100k/u.data),)
+export RECSYS_DATA_DIR ?= $(abspath ../shared/data)
+endif
+
+.PHONY: help venv demo test lint typecheck pytest bench clean
+
+help: ## List the targets.
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
+
+$(TOOLS_DIR)/bin/uv:
+	$(PYTHON) -m venv $(TOOLS_DIR)
+	$(TOOLS_DIR)/bin/pip install --quiet 'uv>=0.4,<1'
+
+$(STAMP): pyproject.toml uv.lock | $(UV)
+	$(UV) sync --locked --extra dev --extra bench --python $(PYTHON) --quiet
+	@touch $@
+
+venv: $(STAMP) ## Create .venv and install the project with its locked dependencies.
+
+demo: venv ## Run the main job: the embedded simulation on MovieLens 100K.
+	$(BIN)/recsys-stream simulate --dataset ml-100k
+
+test: lint typecheck pytest ## Lint, type-check, then run every test against a real Kafka and Redis.
+
+lint: venv ## ruff: lint and formatting.
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: venv ## mypy on the core package.
+	$(BIN)/mypy
+
+pytest: venv ## Only the tests, with a real Kafka and Redis started (and stopped) around them.
+	$(BIN)/python scripts/test_services.py run -- $(BIN)/pytest $(PYTEST_ARGS)
+
+bench: venv ## Run the benchmarks and print each goal beside its measured figure.
+	$(BIN)/python benchmarks/run.py
+
+clean: ## Remove the virtual environment and caches of this clone.
+	rm -rf $(VENV) .cache .mypy_cache .ruff_cache .pytest_cache .hypothesis build dist

@@ -1,0 +1,58 @@
+"""The embedded event log: partitioning by key, offsets, and consumption order."""
+
+import threading
+
+import pytest
+
+from recsys_stream.eventlog import InMemoryEventLog, LogConsumer, partition_for
+
+
+def test_a_key_always_maps_to_the_same_partition() -> None:
+    assert partition_for(b"42", 8) == partition_for(b"42", 8)
+    assert {partition_for(str(user).encode(), 4) for user in range(100)} == {0, 1, 2, 3}
+
+
+def test_consumer_reads_each_partition_in_offset_order() -> None:
+    log = InMemoryEventLog(partitions=3)
+    for user in range(20):
+        for n in range(5):
+            log.append(f"{user}:{n}".encode(), key=str(user).encode())
+    consumer = LogConsumer(log)
+    seen: dict[str, list[int]] = {}
+    while records := consumer.poll(7):
+        for record in records:
+            user, n = record.value.decode().split(":")
+            seen.setdefault(user, []).append(int(n))
+    assert seen == {str(user): [0, 1, 2, 3, 4] for user in range(20)}
+    assert consumer.lag() == 0
+    assert sum(log.end_offsets()) == 100
+
+
+def test_a_consumer_resumes_from_its_positions() -> None:
+    log = InMemoryEventLog(partitions=1)
+    log.extend([b"a", b"b", b"c"], [None, None, None])
+    first = LogConsumer(log)
+    assert [r.value for r in first.poll(2)] == [b"a", b"b"]
+    resumed = LogConsumer(log, positions=first.positions)
+    assert [r.value for r in resumed] == [b"c"]
+
+
+def test_wait_for_records_wakes_up_on_append() -> None:
+    log = InMemoryEventLog()
+    appended = threading.Event()
+
+    def produce() -> None:
+        appended.wait()
+        log.append(b"x")
+
+    producer = threading.Thread(target=produce)
+    producer.start()
+    assert not log.wait_for_records([0], timeout=0.01)
+    appended.set()
+    assert log.wait_for_records([0], timeout=10)
+    producer.join()
+
+
+def test_a_log_needs_a_partition() -> None:
+    with pytest.raises(ValueError, match="at least one partition"):
+        InMemoryEventLog(partitions=0)
