@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from pathlib import Path
 from typing import Annotated
 
-import numpy as np
 import typer
 from tqdm import tqdm
 
-from recsys_stream.data import DatasetError, load_dataset_from_settings
-from recsys_stream.eventlog import InMemoryEventLog, LogConsumer
-from recsys_stream.events import EventBatch, RatingEvent, decode, encode
+from recsys_stream.data import Dataset, DatasetError, load_dataset_from_settings
 from recsys_stream.settings import Settings
 
 app = typer.Typer(
@@ -49,42 +47,90 @@ def _settings(data_dir: Path | None) -> Settings:
 def simulate(
     dataset: Annotated[str, typer.Option(help="MovieLens variant, e.g. ml-100k.")] = "ml-100k",
     data_dir: DataDirOption = None,
-    batch_size: Annotated[int, typer.Option(min=1, help="Events per micro-batch.")] = 1024,
+    batch_size: Annotated[
+        int | None, typer.Option(min=1, help="Events per micro-batch [default: settings].")
+    ] = None,
+    retrain_every: Annotated[
+        int | None,
+        typer.Option(min=1, help="Full retrain every this many events [default: settings]."),
+    ] = None,
+    no_retrain: Annotated[bool, typer.Option(help="Never retrain.")] = False,
+    device: Annotated[
+        str | None, typer.Option(help="cuda, cpu or auto [default: settings].")
+    ] = None,
+    seed: Annotated[int | None, typer.Option(help="Random seed [default: settings].")] = None,
+    max_events: Annotated[
+        int | None, typer.Option(min=1, help="Stop after this many events.")
+    ] = None,
+    baselines: Annotated[
+        bool, typer.Option(help="Evaluate the protocol's baselines in the same run.")
+    ] = True,
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", help="Run directory [default: runs/<dataset>-<time>]."),
+    ] = None,
+    checkpoint: Annotated[
+        Path | None, typer.Option(help="Checkpoint file, written every --checkpoint-every.")
+    ] = None,
+    checkpoint_every: Annotated[int | None, typer.Option(min=1)] = None,
+    resume: Annotated[bool, typer.Option(help="Continue from --checkpoint if it exists.")] = False,
 ) -> None:
-    """Replay a dataset in timestamp order through the embedded event log."""
+    """Replay a dataset in timestamp order through the embedded event log into the learner,
+    evaluating it prequentially against the baselines, and write a run directory."""
+    from recsys_stream.reporting import comparison_table, write_run
+    from recsys_stream.simulation import SimulationConfig, run_simulation
+
     settings = _settings(data_dir)
+    learner = settings.learner
+    retrain = learner.retrain
+    if no_retrain:
+        retrain = dataclasses.replace(retrain, every_events=None, every_seconds=None)
+    elif retrain_every is not None:
+        retrain = dataclasses.replace(retrain, every_events=retrain_every)
+    learner = dataclasses.replace(
+        learner,
+        retrain=retrain,
+        device=device or learner.device,
+        seed=learner.seed if seed is None else seed,
+    )
+    config = SimulationConfig(
+        learner=learner,
+        batch_size=batch_size or settings.stream.batch_size,
+        k=settings.stream.k,
+        window=settings.stream.window,
+        baselines=baselines,
+        max_events=max_events,
+        checkpoint_path=checkpoint,
+        checkpoint_every_events=checkpoint_every,
+        resume=resume,
+    )
+    data = _load(dataset, settings)
+    total = len(data.ratings) if max_events is None else min(max_events, len(data.ratings))
+    with tqdm(total=total, unit="ev", desc=f"simulate {dataset}", dynamic_ncols=True) as bar:
+
+        def progress(done: int, live: dict[str, float]) -> None:
+            bar.update(done - bar.n)
+            bar.set_postfix_str(f"HR@10 {live['hr@10']:.4f}", refresh=False)
+
+        report = run_simulation(data, config, progress=progress)
+    run_dir = out or Path("runs") / f"{dataset}-{time.strftime('%Y%m%d-%H%M%S')}"
+    write_run(report, run_dir)
+    typer.echo("")
+    typer.echo(comparison_table(report))
+    typer.echo(
+        f"\n{report['events']:,} events in {report['wall_seconds']:.1f} s "
+        f"({report['events_per_second']:,.0f} events/s, batch size {config.batch_size}, "
+        f"device {report['device']}); run directory: {run_dir}"
+    )
+
+
+def _load(dataset: str, settings: Settings) -> Dataset:
+    """Load a dataset or exit with its one clear error message (no traceback)."""
     try:
-        data = load_dataset_from_settings(dataset, settings)
+        return load_dataset_from_settings(dataset, settings)
     except DatasetError as exc:
         typer.secho(str(exc), fg=typer.colors.RED, err=True)
         raise typer.Exit(2) from None
-    log = InMemoryEventLog(partitions=1)
-    ratings = data.ratings
-    started = time.perf_counter()
-    for row in ratings.itertuples(index=False):
-        event = RatingEvent(
-            int(row.user_id), int(row.item_id), float(row.rating), int(row.timestamp)
-        )
-        log.append(encode(event), key=str(event.user_id).encode())
-    consumer = LogConsumer(log)
-    users: set[int] = set()
-    items: set[int] = set()
-    histogram: dict[float, int] = {}
-    with tqdm(total=len(ratings), unit="ev", desc=f"replay {dataset}") as progress:
-        while records := consumer.poll(batch_size):
-            batch = EventBatch.from_events(decode(record.value) for record in records)
-            users.update(batch.user_ids.tolist())
-            items.update(batch.item_ids.tolist())
-            for value, count in zip(*np.unique(batch.ratings, return_counts=True), strict=True):
-                histogram[float(value)] = histogram.get(float(value), 0) + int(count)
-            progress.update(len(batch))
-    elapsed = time.perf_counter() - started
-    span_days = (ratings.timestamp.iloc[-1] - ratings.timestamp.iloc[0]) / 86_400
-    typer.echo(f"events      {len(ratings):,} in {elapsed:.2f} s ({len(ratings) / elapsed:,.0f}/s)")
-    typer.echo(f"users       {len(users):,}")
-    typer.echo(f"items       {len(items):,}")
-    typer.echo(f"time span   {span_days:,.0f} days")
-    typer.echo("ratings     " + "  ".join(f"{k:g}: {v:,}" for k, v in sorted(histogram.items())))
 
 
 if __name__ == "__main__":

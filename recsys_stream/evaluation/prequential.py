@@ -1,0 +1,202 @@
+"""Prequential (test-then-train) evaluation, as ../shared/PROTOCOL.md defines it.
+
+For each micro-batch, in stream order: every model scores the batch's relevant events against
+the catalogue as the event log stood just before each event (candidates are the items seen
+before, minus the ones the user rated before, including earlier events of the same batch), the
+rank of the held-out item is recorded, rating models' predictions are recorded, and only then
+does every model learn the batch.
+
+>>> from recsys_stream.events import EventBatch
+>>> from recsys_stream.baselines.popularity import most_popular
+>>> evaluator = PrequentialEvaluator({"most_popular": most_popular()}, k=2)
+>>> outcome = evaluator.process(
+...     EventBatch.from_arrays([1, 2, 3, 3], [10, 10, 20, 10], [5, 5, 4, 5], [0, 1, 2, 3])
+... )
+>>> evaluator.report()["models"]["most_popular"]["hr@2"]
+0.5
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import torch
+
+from recsys_stream.evaluation.metrics import RankingLog, RatingLog
+from recsys_stream.events import EventBatch
+from recsys_stream.idindex import IdIndex
+from recsys_stream.recommender import RankingQuery, RatingPredictor, StreamingRecommender
+from recsys_stream.retrieval import candidate_mask, target_ranks
+from recsys_stream.sequences import UserSequences
+
+
+@dataclass(frozen=True, slots=True)
+class BatchOutcome:
+    """What one micro-batch contributed, per model: hits among its relevant events."""
+
+    events: int
+    relevant: int
+    hits: dict[str, int]
+
+
+class PrequentialEvaluator:
+    """Evaluates several models on one stream, test-then-train, batch by batch."""
+
+    def __init__(
+        self,
+        models: Mapping[str, StreamingRecommender],
+        *,
+        k: int = 10,
+        relevance_threshold: float = 4.0,
+        like_threshold: float = 3.5,
+        rating_range: tuple[float, float] = (0.5, 5.0),
+        window: int = 5_000,
+    ) -> None:
+        self.models = dict(models)
+        self.k = k
+        self.relevance_threshold = relevance_threshold
+        self.rating_range = rating_range
+        self.window = window
+        self.events_seen = 0
+        self._catalog = IdIndex()
+        self._users = IdIndex()
+        self._history = UserSequences()
+        self._ranking = {name: RankingLog(k) for name in self.models}
+        self._rating = {
+            name: RatingLog(like_threshold)
+            for name, model in self.models.items()
+            if isinstance(model, RatingPredictor)
+        }
+        self._first_timestamp: float | None = None
+        self._last_timestamp: float | None = None
+        self.seconds_per_model = dict.fromkeys(self.models, 0.0)
+
+    @property
+    def catalog_ids(self) -> npt.NDArray[np.int64]:
+        return self._catalog.ids
+
+    def process(self, batch: EventBatch) -> BatchOutcome:
+        """Evaluate every model on ``batch``, then let each learn it."""
+        n_before = len(self._catalog)
+        columns = self._catalog.add(batch.item_ids)
+        # Items first seen in this batch join the catalogue at the event that introduced them.
+        is_new = columns >= n_before
+        first_in_batch = np.zeros(len(batch), dtype=bool)
+        if is_new.any():
+            _, first_rows = np.unique(columns[is_new], return_index=True)
+            first_in_batch[np.flatnonzero(is_new)[first_rows]] = True
+        n_seen = n_before + np.cumsum(first_in_batch) - first_in_batch
+
+        user_rows = self._users.add(batch.user_ids)
+        positions = self._history.append(user_rows, columns)
+        relevant = np.flatnonzero(batch.ratings >= self.relevance_threshold)
+        excluded_rows, excluded_items = self._history.gather(
+            user_rows[relevant], np.zeros(len(relevant), dtype=np.int64), positions[relevant]
+        )
+        masks: dict[torch.device, torch.Tensor] = {}
+        event_index = self.events_seen + np.arange(len(batch))
+        warm = positions > 0
+        hits: dict[str, int] = {}
+
+        for name, model in self.models.items():
+            started = time.perf_counter()
+            if len(relevant):
+                mask = masks.get(torch.device("cpu"))
+                if mask is None:
+                    mask = candidate_mask(
+                        len(self._catalog), n_seen[relevant], excluded_rows, excluded_items
+                    )
+                    masks[torch.device("cpu")] = mask
+                query = RankingQuery(batch, relevant, self._catalog.ids, columns, mask)
+                scores = model.rank_scores(query)
+                device_mask = masks.setdefault(scores.device, mask.to(scores.device))
+                ranks = target_ranks(scores, device_mask, torch.from_numpy(columns[relevant]))
+                ranks_np = ranks.cpu().numpy()
+                self._ranking[name].append(event_index[relevant], ranks_np, warm[relevant])
+                hits[name] = int((ranks_np < self.k).sum())
+            if name in self._rating:
+                assert isinstance(model, RatingPredictor)
+                predicted = np.clip(model.predict_ratings(batch), *self.rating_range)
+                self._rating[name].append(predicted, batch.ratings, warm)
+            model.learn(batch)
+            self.seconds_per_model[name] += time.perf_counter() - started
+
+        if len(batch):
+            if self._first_timestamp is None:
+                self._first_timestamp = float(batch.timestamps[0])
+            self._last_timestamp = float(batch.timestamps[-1])
+        self.events_seen += len(batch)
+        return BatchOutcome(len(batch), len(relevant), hits)
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to continue the evaluation exactly, models included."""
+        return {
+            "events_seen": self.events_seen,
+            "catalog": self._catalog.state_dict(),
+            "users": self._users.state_dict(),
+            "history": self._history.state_dict(),
+            "ranking": {name: log.state_dict() for name, log in self._ranking.items()},
+            "rating": {name: log.state_dict() for name, log in self._rating.items()},
+            "first_timestamp": self._first_timestamp,
+            "last_timestamp": self._last_timestamp,
+            "seconds_per_model": dict(self.seconds_per_model),
+            "models": {name: model.state_dict() for name, model in self.models.items()},
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.events_seen = int(state["events_seen"])
+        self._catalog = IdIndex.from_state_dict(state["catalog"])
+        self._users = IdIndex.from_state_dict(state["users"])
+        self._history = UserSequences.from_state_dict(state["history"])
+        for name, log in self._ranking.items():
+            log.load_state_dict(state["ranking"][name])
+        for name, rating_log in self._rating.items():
+            rating_log.load_state_dict(state["rating"][name])
+        self._first_timestamp = state["first_timestamp"]
+        self._last_timestamp = state["last_timestamp"]
+        self.seconds_per_model = dict(state["seconds_per_model"])
+        for name, model in self.models.items():
+            model.load_state_dict(state["models"][name])
+
+    def hit_rate(self, name: str) -> float:
+        """HR@k of one model so far (cheap: for progress displays)."""
+        log = self._ranking[name]
+        return float((log.ranks < self.k).mean()) if len(log) else 0.0
+
+    def report(self, series_step: int | None = None) -> dict[str, Any]:
+        """Every figure of the protocol for every model, plus windowed time series."""
+        step = series_step or max(1, self.window // 10)
+        models: dict[str, Any] = {}
+        series: dict[str, Any] = {"window": self.window, "step": step, "models": {}}
+        for name, log in self._ranking.items():
+            figures = log.summary()
+            figures["deciles"] = log.deciles(self.events_seen)
+            windowed = log.window_series(self.window, step)
+            series["event_index"] = windowed.pop("event_index")
+            series["models"][name] = windowed
+            if name in self._rating:
+                figures.update(self._rating[name].summary())
+                rating_series = series.setdefault("rating", {"window": self.window, "models": {}})
+                ends, rmse = self._rating[name].window_rmse(self.window, step)
+                rating_series["event_index"] = ends
+                rating_series["models"][name] = {"rmse": rmse}
+            models[name] = figures
+        some_log = next(iter(self._ranking.values()), None)
+        relevant = len(some_log) if some_log is not None else 0
+        return {
+            "events": self.events_seen,
+            "relevant_events": relevant,
+            "users": len(self._users),
+            "items": len(self._catalog),
+            "k": self.k,
+            "relevance_threshold": self.relevance_threshold,
+            "first_timestamp": self._first_timestamp,
+            "last_timestamp": self._last_timestamp,
+            "models": models,
+            "series": series,
+        }

@@ -1,0 +1,255 @@
+"""The online learner: learns from every micro-batch, scores, recommends.
+
+>>> from recsys_stream.events import EventBatch
+>>> from recsys_stream.settings import LearnerConfig, ModelConfig
+>>> learner = OnlineLearner(LearnerConfig(model=ModelConfig(dim=8, context_length=4)))
+>>> learner.learn(EventBatch.from_arrays([1, 1, 2], [10, 20, 10], [5.0, 4.0, 3.0], [0, 1, 2]))
+>>> [item for item, _ in learner.recommend(2, k=2)]
+[20]
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import torch
+
+from recsys_stream.events import EventBatch
+from recsys_stream.learner.features import BatchInputs, StreamFeatures
+from recsys_stream.learner.replay_buffer import ReplayBuffer, concatenate
+from recsys_stream.learner.retrain import BackgroundRetrain
+from recsys_stream.model.neumf import ContextualNeuMF
+from recsys_stream.recommender import RankingQuery
+from recsys_stream.retrieval import top_k
+from recsys_stream.settings import LearnerConfig
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+class OnlineLearner:
+    """A :class:`ContextualNeuMF` learned online, with the log-derived state it reads."""
+
+    def __init__(self, config: LearnerConfig | None = None) -> None:
+        self.config = config or LearnerConfig()
+        self.device = resolve_device(self.config.device)
+        self.features = StreamFeatures(
+            context_length=self.config.model.context_length,
+            popularity_half_life_days=self.config.popularity_half_life_days,
+            item_shrinkage=self.config.item_shrinkage,
+            user_shrinkage=self.config.user_shrinkage,
+        )
+        self.model = ContextualNeuMF(self.config.model, self.device, seed=self.config.seed)
+        self.replay = ReplayBuffer(
+            self.config.replay_capacity, self.config.model.context_length, seed=self.config.seed
+        )
+        self.version = 1
+        self.events_learned = 0
+        self.retrains_completed = 0
+        self.last_losses: dict[str, float] = {}
+        self._retrain: BackgroundRetrain | None = None
+        self._events_at_last_retrain = 0
+        self._time_of_last_retrain = time.monotonic()
+        # Held while the model is read or replaced, so a retrained model swaps in atomically.
+        self.lock = threading.RLock()
+
+    # ------------------------------------------------------------------------ learning
+
+    def learn(self, batch: EventBatch) -> None:
+        """Learn a micro-batch of events, in stream order."""
+        if len(batch) == 0:
+            return
+        with self.lock:
+            users, items = self.features.register(batch)
+            n_users, n_items = len(self.features.users), len(self.features.items)
+            self.model.ensure_rows(n_users, n_items)
+            inputs = self.features.inputs(batch, users, items, self.device, with_exclusions=True)
+            replayed = self.replay.sample(self.config.replay_per_batch, inputs)
+            self.last_losses = self.model.learn(concatenate(inputs, replayed))
+            self.replay.add(inputs)
+            self.features.update(batch, users, items)
+            self.events_learned += len(batch)
+            if self._retrain is not None:
+                self._retrain.record(inputs, n_users, n_items)
+                if self._retrain.ready:
+                    self._finish_retrain()
+            elif self._retrain_due():
+                self.start_retrain()
+
+    # ------------------------------------------------------------------------ retrains
+
+    def _retrain_due(self) -> bool:
+        schedule = self.config.retrain
+        by_count = (
+            schedule.every_events is not None
+            and self.events_learned - self._events_at_last_retrain >= schedule.every_events
+        )
+        by_time = (
+            schedule.every_seconds is not None
+            and time.monotonic() - self._time_of_last_retrain >= schedule.every_seconds
+        )
+        return by_count or by_time
+
+    @property
+    def retrain_running(self) -> bool:
+        return self._retrain is not None
+
+    def start_retrain(self) -> None:
+        """Start a full retrain on a snapshot of the log (in the background if configured)."""
+        with self.lock:
+            if self._retrain is not None:
+                return
+            snapshot = StreamFeatures.from_state_dict(self.features.state_dict(), self.features)
+            self._events_at_last_retrain = self.events_learned
+            self._time_of_last_retrain = time.monotonic()
+            self._retrain = BackgroundRetrain(
+                snapshot,
+                self.config.model,
+                self.config.retrain,
+                device=self.device,
+                seed=self.config.seed + self.version,
+            )
+            self._retrain.start()
+            if self._retrain.ready and not self.config.retrain.background:
+                self._finish_retrain()
+
+    def _finish_retrain(self) -> None:
+        retrain, self._retrain = self._retrain, None
+        assert retrain is not None
+        model = retrain.finish()
+        if model is None:
+            return
+        model.ensure_rows(len(self.features.users), len(self.features.items))
+        self.model = model
+        self.version += 1
+        self.retrains_completed += 1
+
+    def close(self) -> None:
+        """Stop a running retrain (its work is dropped); the learner stays usable."""
+        with self.lock:
+            retrain, self._retrain = self._retrain, None
+        if retrain is not None:
+            retrain.cancel()
+
+    def wait_for_retrain(self) -> None:
+        """Block until a running retrain is swapped in (for tests and orderly shutdown)."""
+        with self.lock:
+            if self._retrain is not None:
+                self._finish_retrain()
+
+    # ------------------------------------------------------------------------- scoring
+
+    def _scoring_inputs(self, batch: EventBatch) -> BatchInputs:
+        users, items = self.features.rows(batch)
+        return self.features.inputs(batch, users, items, self.device, with_exclusions=False)
+
+    def rank_scores(self, query: RankingQuery) -> torch.Tensor:
+        """Scores of the catalogue for some rows of a batch (the evaluator's protocol)."""
+        with self.lock:
+            inputs = self._scoring_inputs(query.batch)
+            rows = torch.as_tensor(query.rows, device=self.device)
+            user_vectors = self.model.user_vectors(inputs)[rows]
+            scores = self.model.item_scores(user_vectors, inputs.popularity_prior)
+            catalog_rows = torch.as_tensor(
+                self.features.items.lookup(query.catalog_ids), device=self.device
+            )
+        known = catalog_rows >= 0
+        # Items the model never learned (new in this batch) score as an unseen item would.
+        out = torch.zeros(len(query.rows), len(catalog_rows), device=self.device)
+        out[:, known] = scores[:, catalog_rows[known]]
+        return out
+
+    def predict_ratings(self, batch: EventBatch) -> npt.NDArray[np.float32]:
+        """Predicted rating of each event of ``batch``, row j seeing only events before j."""
+        with self.lock:
+            inputs = self._scoring_inputs(batch)
+            return self.model.predict_ratings(inputs).cpu().numpy()
+
+    def recommend_many(
+        self, user_ids: npt.ArrayLike, k: int = 10, *, exclude_seen: bool = True
+    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:
+        """Top-``k`` item ids and scores for each user, ``-1``-padded; unknown users get the
+        cold-start list (the popularity prior and item biases)."""
+        users = np.asarray(user_ids, dtype=np.int64)
+        with self.lock:
+            inputs = self.features.serving_inputs(users, self.device, with_exclusions=exclude_seen)
+            scores = self.model.item_scores(
+                self.model.user_vectors(inputs), inputs.popularity_prior
+            )
+            mask = torch.ones_like(scores, dtype=torch.bool)
+            if exclude_seen and len(inputs.excluded_rows):
+                mask[inputs.excluded_rows, inputs.excluded_items] = False
+            columns, values = top_k(scores, mask, k)
+            item_ids = torch.as_tensor(self.features.items.ids, device=self.device)
+        ids = torch.where(columns >= 0, item_ids[columns.clamp(min=0)], columns)
+        return ids.cpu().numpy(), values.cpu().numpy()
+
+    def recommend(
+        self, user_id: int, k: int = 10, *, exclude_seen: bool = True
+    ) -> list[tuple[int, float]]:
+        """The ``k`` best items for one user as ``(item_id, score)``, best first."""
+        ids, values = self.recommend_many([user_id], k, exclude_seen=exclude_seen)
+        return [(int(i), float(v)) for i, v in zip(ids[0], values[0], strict=True) if i >= 0]
+
+    def score(self, user_id: int, item_ids: npt.ArrayLike) -> npt.NDArray[np.float32]:
+        """Ranking scores of ``item_ids`` for ``user_id`` (unknown items score 0)."""
+        items = np.asarray(item_ids, dtype=np.int64)
+        with self.lock:
+            inputs = self.features.serving_inputs(
+                np.array([user_id]), self.device, with_exclusions=False
+            )
+            scores = self.model.item_scores(
+                self.model.user_vectors(inputs), inputs.popularity_prior
+            )[0]
+            rows = torch.as_tensor(self.features.items.lookup(items), device=self.device)
+        return torch.where(rows >= 0, scores[rows.clamp(min=0)], 0.0).cpu().numpy()
+
+    def similar_items(self, item_id: int, k: int = 10) -> list[tuple[int, float]]:
+        """Items whose embeddings are closest (cosine) to ``item_id``'s; empty if unknown."""
+        with self.lock:
+            row = int(self.features.items.lookup([item_id])[0])
+            if row < 0:
+                return []
+            embeddings = torch.nn.functional.normalize(self.model.item_embedding.active(), dim=1)
+            similarity = embeddings @ embeddings[row]
+            mask = torch.ones_like(similarity, dtype=torch.bool)
+            mask[row] = False
+            columns, values = top_k(similarity[None, :], mask[None, :], k)
+            ids = self.features.items.ids
+        return [
+            (int(ids[c]), float(v))
+            for c, v in zip(columns[0].tolist(), values[0].tolist(), strict=True)
+            if c >= 0
+        ]
+
+    # --------------------------------------------------------------------- persistence
+
+    def state_dict(self) -> dict[str, Any]:
+        with self.lock:
+            return {
+                "config": self.config,
+                "model": self.model.state_dict(),
+                "features": self.features.state_dict(),
+                "replay": self.replay.state_dict(),
+                "version": self.version,
+                "events_learned": self.events_learned,
+                "retrains_completed": self.retrains_completed,
+                "events_at_last_retrain": self._events_at_last_retrain,
+            }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        with self.lock:
+            self.features.load_state_dict(state["features"])
+            self.model.load_state_dict(state["model"])
+            self.replay.load_state_dict(state["replay"], self.device)
+            self.version = int(state["version"])
+            self.events_learned = int(state["events_learned"])
+            self.retrains_completed = int(state["retrains_completed"])
+            self._events_at_last_retrain = int(state["events_at_last_retrain"])

@@ -1,0 +1,148 @@
+"""Periodic full retrains: a fresh model learned from the whole retained log, swapped in live.
+
+Online learning sees each event once, in order; a full retrain revisits every retained event for
+several epochs in shuffled mini-batches. It runs in a background thread on a snapshot of the
+log-derived state while online learning goes on; every micro-batch learned online meanwhile is
+queued, the new model catches up on that queue, and the learner swaps it in between two batches,
+with a new model version. The retrained model has then learned every event the old one had.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+
+import numpy as np
+import torch
+
+from recsys_stream.learner.features import BatchInputs, StreamFeatures
+from recsys_stream.model.neumf import ContextualNeuMF
+from recsys_stream.settings import ModelConfig, RetrainConfig
+
+log = logging.getLogger(__name__)
+
+
+def fit_stored_events(
+    model: ContextualNeuMF,
+    features: StreamFeatures,
+    *,
+    epochs: int,
+    batch_size: int,
+    seed: int,
+    should_stop: Callable[[], bool] = lambda: False,
+    whole_history: bool = False,
+) -> int:
+    """Learn every event stored in ``features`` for ``epochs`` in shuffled mini-batches.
+
+    Returns the number of distinct events learned (the size of the log).
+    """
+    lengths = features.sequences.lengths(np.arange(features.sequences.n_users))
+    users = np.repeat(np.arange(len(lengths)), lengths)
+    positions = np.arange(len(users)) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+    model.ensure_rows(len(features.users), len(features.items))
+    rng = np.random.default_rng(seed)
+    for _ in range(epochs):
+        order = rng.permutation(len(users))
+        for start in range(0, len(order), batch_size):
+            if should_stop():
+                return 0
+            chosen = order[start : start + batch_size]
+            inputs = features.training_inputs(
+                users[chosen], positions[chosen], model.device, whole_history=whole_history
+            )
+            model.learn(inputs)
+    return len(users)
+
+
+class BackgroundRetrain:
+    """One retrain: started on a snapshot, fed the online batches, finished by the learner."""
+
+    def __init__(
+        self,
+        snapshot: StreamFeatures,
+        model_config: ModelConfig,
+        retrain: RetrainConfig,
+        *,
+        device: torch.device,
+        seed: int,
+    ) -> None:
+        self.started_at = time.monotonic()
+        self.snapshot_events = snapshot.sequences.n_events
+        self._snapshot = snapshot
+        self._model = ContextualNeuMF(model_config, device, seed=seed)
+        self._config = retrain
+        self._seed = seed
+        self._pending: deque[BatchInputs] = deque()
+        self._rows_needed = (0, 0)
+        self._lock = threading.Lock()
+        self._trained = threading.Event()
+        self._cancelled = False
+        self.error: BaseException | None = None
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        if self._config.background:
+            self._thread = threading.Thread(target=self._run, name="retrain", daemon=True)
+            self._thread.start()
+        else:
+            self._run()
+
+    def _run(self) -> None:
+        try:
+            learned = fit_stored_events(
+                self._model,
+                self._snapshot,
+                epochs=self._config.epochs,
+                batch_size=self._config.batch_size,
+                seed=self._seed,
+                should_stop=lambda: self._cancelled,
+            )
+            self._model.events_learned = learned
+            self._snapshot = None  # type: ignore[assignment]  # free the copy early
+            # Catch up in the background too, so the final hand-over has little left to do.
+            while not self._cancelled and self._catch_up_one():
+                pass
+        except BaseException as exc:  # a failed retrain must never stop online learning
+            log.exception("retrain failed; the current model stays in service")
+            self.error = exc
+        finally:
+            self._trained.set()
+
+    def _catch_up_one(self) -> bool:
+        with self._lock:
+            if not self._pending:
+                return False
+            inputs = self._pending.popleft()
+            n_users, n_items = self._rows_needed
+        self._model.ensure_rows(n_users, n_items)
+        self._model.learn(inputs)
+        return True
+
+    def record(self, inputs: BatchInputs, n_users: int, n_items: int) -> None:
+        """Queue a batch the current model just learned online."""
+        with self._lock:
+            self._pending.append(inputs)
+            self._rows_needed = (n_users, n_items)
+
+    @property
+    def ready(self) -> bool:
+        """Trained (or failed); the learner may now :meth:`finish` without waiting long."""
+        return self._trained.is_set()
+
+    def finish(self) -> ContextualNeuMF | None:
+        """Learn what is still queued and return the new model (None if the retrain failed)."""
+        self._trained.wait()
+        if self._thread is not None:
+            self._thread.join()
+        if self.error is not None:
+            return None
+        while self._catch_up_one():
+            pass
+        return self._model
+
+    def cancel(self) -> None:
+        self._cancelled = True
+        self._trained.wait()

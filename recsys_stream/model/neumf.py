@@ -1,0 +1,294 @@
+"""The contextual neural matrix factorization: a NeuMF whose user is also their recent items.
+
+Representations
+    A user is ``h_u = g * p_u + sum_s w_s e_{c_s} / sum_s w_s``: a user embedding ``p_u`` (with a
+    learned gate ``g``) plus a learned weighted mean of the embeddings of their last L items
+    ``c_1..c_L`` (slot weights ``w_s = exp(pi_s)``, learned, initialised to decay with age).
+    Items have one embedding ``e_i`` and a bias ``b_i``, shared by both paths below. MovieLens
+    users rate in bursts, and the recent items carry most of what predicts the next one; the
+    context also folds a new user in from their very first events.
+
+GMF path (ranking)
+    ``s(u, i) = <h_u, e_i> + b_i + alpha * log(1 + pop_i)``: a dot product, so scoring a whole
+    catalogue is one matrix product, plus a popularity prior (a decayed count, weighted by a
+    learned ``alpha``) that carries cold users and items.
+
+Rating head (GMF and MLP paths fused)
+    ``r(u, i) = baseline(u, i) + gamma * sum_s a_s(i) * res_s + MLP([h_u * e_i, h_u, e_i])``:
+    the log's global, item and user effects; attention ``a_s(i) = softmax_s(tau <e_i, e_{c_s}> +
+    rho_s)`` of the target over the context, reading how much the user liked those items
+    (``res_s``, their ratings against the item baselines); and an MLP over the GMF vector and
+    both embeddings.
+
+Objective
+    A softmax over the catalogue for the next item (every event; weight 1 when relevant, a
+    smaller one otherwise; items the user already rated are masked out), full when the catalogue
+    is small and sampled with popularity-aware negatives (logQ-corrected) when it is large, plus
+    the squared rating error.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from recsys_stream.learner.features import BatchInputs
+from recsys_stream.model.adam import Adam
+from recsys_stream.model.tables import EmbeddingTable
+from recsys_stream.settings import ModelConfig
+
+_MASKED = -1e4
+
+
+class _DenseParameters(nn.Module):
+    """The small dense part, trained by Adam."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        ages = torch.arange(config.context_length - 1, -1, -1, dtype=torch.float32)
+        self.slot_logits = nn.Parameter(ages * math.log(config.context_decay))
+        self.attention_slot_logits = nn.Parameter(torch.zeros(config.context_length))
+        self.prior_weight = nn.Parameter(torch.tensor(1.0))
+        self.user_gate = nn.Parameter(torch.tensor(config.user_gate_init))
+        self.attention_log_temperature = nn.Parameter(torch.tensor(0.0))
+        self.attention_weight = nn.Parameter(torch.tensor(0.5))
+        self.mlp = nn.Sequential(
+            nn.Linear(3 * config.dim, config.mlp_hidden),
+            nn.ReLU(),
+            nn.Linear(config.mlp_hidden, 1),
+        )
+        # Start neutral: the MLP path contributes nothing until it has learned something.
+        output = self.mlp[2]
+        assert isinstance(output, nn.Linear)
+        nn.init.zeros_(output.weight)
+        nn.init.zeros_(output.bias)
+
+
+class ContextualNeuMF:
+    """Parameters, scores and the training step of the model (see the module docstring)."""
+
+    def __init__(
+        self, config: ModelConfig, device: torch.device | str = "cpu", seed: int = 0
+    ) -> None:
+        self.config = config
+        self.device = torch.device(device)
+        # Initial values come from a CPU generator (identical on every device); negatives are
+        # drawn on the device.
+        self.init_generator = torch.Generator().manual_seed(seed)
+        self.generator = torch.Generator(self.device).manual_seed(seed)
+        torch.manual_seed(seed)
+
+        def table(dim: int, init_scale: float, lr: float) -> EmbeddingTable:
+            return EmbeddingTable(
+                dim,
+                init_scale=init_scale,
+                lr=lr,
+                weight_decay=config.weight_decay,
+                device=self.device,
+                generator=self.init_generator,
+            )
+
+        self.item_embedding = table(config.dim, config.embedding_init, config.embedding_lr)
+        self.item_bias = table(1, 0.0, config.embedding_lr)
+        self.user_embedding = table(config.dim, 0.0, config.user_lr)
+        self.dense = _DenseParameters(config).to(self.device)
+        self.optimizer = Adam(self.dense.parameters(), lr=config.dense_lr)
+        self.steps = 0
+        self.events_learned = 0
+
+    @property
+    def n_items(self) -> int:
+        return self.item_embedding.n_rows
+
+    def ensure_rows(self, n_users: int, n_items: int) -> None:
+        self.item_embedding.ensure_rows(n_items)
+        self.item_bias.ensure_rows(n_items)
+        self.user_embedding.ensure_rows(n_users)
+
+    # ----------------------------------------------------------------- representations
+
+    def _user_vectors(
+        self, inputs: BatchInputs, items: torch.Tensor, users: torch.Tensor
+    ) -> torch.Tensor:
+        """``h_u`` per row. ``items`` and ``users`` are the tables to read (plain weights when
+        scoring, differentiable leaves when training)."""
+        context = inputs.context_items
+        present = context >= 0
+        weights = torch.exp(self.dense.slot_logits)[None, :] * present
+        weights = weights / weights.sum(1, keepdim=True).clamp(min=1e-6)
+        # embedding_bag pools without materialising the [B, L, dim] context tensor.
+        pooled = F.embedding_bag(
+            context.clamp(min=0), items, per_sample_weights=weights, mode="sum"
+        )
+        user_rows = inputs.users
+        user_vectors = users[user_rows.clamp(min=0)] * (user_rows >= 0)[:, None]
+        return self.dense.user_gate * user_vectors + pooled
+
+    def _rating(
+        self,
+        inputs: BatchInputs,
+        user_vectors: torch.Tensor,
+        item_vectors: torch.Tensor,
+        items: torch.Tensor,
+    ) -> torch.Tensor:
+        dense = self.dense
+        context = inputs.context_items
+        present = context >= 0
+        # <e_i, e_c> for every context item c: one product with the table, then a gather.
+        affinity = (item_vectors @ items.T).gather(1, context.clamp(min=0))
+        logits = affinity * torch.exp(dense.attention_log_temperature)
+        logits = (logits + dense.attention_slot_logits[None, :]).masked_fill(~present, _MASKED)
+        attention = torch.softmax(logits, dim=1) * present
+        neighbourhood = (attention * inputs.context_residuals).sum(1)
+        gmf = user_vectors * item_vectors
+        mlp = dense.mlp(torch.cat([gmf, user_vectors, item_vectors], dim=1)).squeeze(1)
+        known_item = (inputs.items >= 0).float()
+        rating: torch.Tensor = inputs.rating_baseline + known_item * (
+            dense.attention_weight * neighbourhood + mlp
+        )
+        return rating
+
+    # ---------------------------------------------------------------------- inference
+
+    @torch.no_grad()
+    def user_vectors(self, inputs: BatchInputs) -> torch.Tensor:
+        return self._user_vectors(inputs, self.item_embedding.weight, self.user_embedding.weight)
+
+    @torch.no_grad()
+    def item_scores(
+        self, user_vectors: torch.Tensor, popularity_prior: torch.Tensor
+    ) -> torch.Tensor:
+        """``[rows, n_items]`` ranking scores of every item row: one matrix product."""
+        n = self.n_items
+        scores = user_vectors @ self.item_embedding.active().T
+        return (
+            scores + self.item_bias.active()[:, 0] + self.dense.prior_weight * popularity_prior[:n]
+        )
+
+    @torch.no_grad()
+    def predict_ratings(self, inputs: BatchInputs) -> torch.Tensor:
+        items = self.item_embedding.active()
+        if len(items) == 0:
+            return inputs.rating_baseline
+        user_vectors = self._user_vectors(inputs, items, self.user_embedding.weight)
+        item_vectors = items[inputs.items.clamp(min=0)] * (inputs.items >= 0)[:, None]
+        return self._rating(inputs, user_vectors, item_vectors, items)
+
+    # ----------------------------------------------------------------------- learning
+
+    def learn(self, inputs: BatchInputs) -> dict[str, float]:
+        """One gradient step on a micro-batch (rows registered: no ``-1`` users or items)."""
+        config = self.config
+        item_rows, log_sampling = self._candidates(inputs)
+        # Renumber items into the candidate rows: every row the step reads is among them.
+        local = torch.full((self.n_items,), -1, dtype=torch.long, device=self.device)
+        local[item_rows] = torch.arange(len(item_rows), device=self.device)
+        user_rows, user_inverse = torch.unique(inputs.users, return_inverse=True)
+        remapped = _remap(inputs, local, user_inverse)
+        item_table = self.item_embedding.take(item_rows)
+        bias = self.item_bias.take(item_rows)[:, 0]
+        user_vectors = self._user_vectors(remapped, item_table, self.user_embedding.take(user_rows))
+        targets = remapped.items
+        prior = inputs.popularity_prior[item_rows]
+        logits = torch.addmm(
+            bias + self.dense.prior_weight * prior - log_sampling, user_vectors, item_table.T
+        )
+        seen = (remapped.excluded_items >= 0) & (
+            remapped.excluded_items != targets[remapped.excluded_rows]
+        )
+        logits = logits.index_put(
+            (remapped.excluded_rows[seen], remapped.excluded_items[seen]),
+            torch.tensor(_MASKED, device=self.device),
+        )
+        weights = torch.where(
+            inputs.ratings >= config.relevance_threshold, 1.0, config.irrelevant_weight
+        )
+        ranking = (F.cross_entropy(logits, targets, reduction="none") * weights).sum()
+        predicted = self._rating(remapped, user_vectors, item_table[targets], item_table)
+        rating = 0.5 * ((predicted - inputs.ratings) ** 2).sum()
+        self.optimizer.zero_grad()
+        loss: torch.Tensor = ranking + config.rating_weight * rating
+        loss.backward()  # type: ignore[no-untyped-call]
+        for parameter in self.dense.parameters():
+            if parameter.grad is not None:
+                parameter.grad /= len(inputs)
+        self.optimizer.step()
+        self.item_embedding.step()
+        self.item_bias.step()
+        self.user_embedding.step()
+        self.steps += 1
+        self.events_learned += len(inputs)
+        return {
+            "ranking_loss": ranking.item() / len(inputs),
+            "rating_loss": rating.item() / len(inputs),
+        }
+
+    def _candidates(self, inputs: BatchInputs) -> tuple[torch.Tensor, torch.Tensor]:
+        """The softmax's items and their log sampling weights (the logQ correction).
+
+        The batch's targets and context items, plus ``sampled_negatives`` drawn in proportion to
+        (count + 1) ** ``negative_sampling_power``. On a small catalogue this covers nearly every
+        item; on a large one it keeps the step's cost independent of the catalogue's size.
+        """
+        counts = torch.expm1(inputs.popularity_prior[: self.n_items])
+        weights = (counts + 1.0) ** self.config.negative_sampling_power
+        probability = weights / weights.sum()
+        negatives = torch.multinomial(
+            probability, self.config.sampled_negatives, replacement=True, generator=self.generator
+        )
+        chosen = torch.zeros(self.n_items, dtype=torch.bool, device=self.device)
+        chosen[negatives] = True
+        chosen[inputs.items] = True
+        context = inputs.context_items
+        chosen[context[context >= 0]] = True
+        rows = chosen.nonzero().squeeze(1)
+        return rows, torch.log(probability[rows] * self.config.sampled_negatives)
+
+    # ------------------------------------------------------------------- persistence
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "config": self.config,
+            "item_embedding": self.item_embedding.state_dict(),
+            "item_bias": self.item_bias.state_dict(),
+            "user_embedding": self.user_embedding.state_dict(),
+            "dense": {k: v.cpu() for k, v in self.dense.state_dict().items()},
+            "optimizer": self.optimizer.state_dict(),
+            "steps": self.steps,
+            "events_learned": self.events_learned,
+            "generator": self.generator.get_state(),
+            "init_generator": self.init_generator.get_state(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.item_embedding.load_state_dict(state["item_embedding"])
+        self.item_bias.load_state_dict(state["item_bias"])
+        self.user_embedding.load_state_dict(state["user_embedding"])
+        self.dense.load_state_dict(state["dense"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.steps = int(state["steps"])
+        self.events_learned = int(state["events_learned"])
+        self.generator.set_state(state["generator"])
+        self.init_generator.set_state(state["init_generator"])
+
+
+def _remap(inputs: BatchInputs, local: torch.Tensor, user_inverse: torch.Tensor) -> BatchInputs:
+    """The inputs with item rows renumbered into the taken rows and users into unique users."""
+    context = inputs.context_items
+    return BatchInputs(
+        users=user_inverse,
+        items=local[inputs.items],
+        ratings=inputs.ratings,
+        context_items=torch.where(context >= 0, local[context.clamp(min=0)], context),
+        context_residuals=inputs.context_residuals,
+        rating_baseline=inputs.rating_baseline,
+        popularity_prior=inputs.popularity_prior,
+        excluded_rows=inputs.excluded_rows,
+        excluded_items=torch.where(
+            inputs.excluded_items >= 0, local[inputs.excluded_items], inputs.excluded_items
+        ),
+    )

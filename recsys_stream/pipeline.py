@@ -1,0 +1,224 @@
+"""The stream processor: decode, validate, evaluate, learn, publish — for one micro-batch.
+
+Both ways of running recsys-stream drive this one class: the embedded simulation feeds it
+records from the in-process event log, the Faust trainer records from Kafka. What it produces
+goes to an :class:`OutputSink`: an in-memory one here, Redis in the services.
+
+>>> from recsys_stream.events import RatingEvent, encode
+>>> from recsys_stream.settings import LearnerConfig, ModelConfig
+>>> sink = InMemorySink()
+>>> processor = StreamProcessor.create(
+...     LearnerConfig(model=ModelConfig(dim=8, context_length=4)), sink, baselines=False)
+>>> result = processor.process_records([encode(RatingEvent(1, 10, 5.0, 0)), b"not json"])
+>>> result.learned, len(sink.dead_letters), sorted(sink.recommendations)
+(1, 1, [1])
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+import numpy.typing as npt
+
+from recsys_stream.baselines.cooc_knn import CoocKNN
+from recsys_stream.baselines.popularity import most_popular, recent_popular
+from recsys_stream.evaluation.prequential import PrequentialEvaluator
+from recsys_stream.events import EventBatch, EventValidationError, RatingEvent, decode
+from recsys_stream.learner.online import OnlineLearner
+from recsys_stream.recommender import StreamingRecommender
+from recsys_stream.settings import LearnerConfig
+
+LEARNER = "learner"
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """A message that could not be used, with why and where it came from."""
+
+    payload: bytes | None
+    reason: str
+    source: str = ""
+    """Where it was read (e.g. ``ratings/2@1234``), for the operator who replays it."""
+
+
+@dataclass(frozen=True, slots=True)
+class UserRecommendations:
+    """A user's current top-K list as published after a micro-batch."""
+
+    user_id: int
+    item_ids: list[int]
+    scores: list[float]
+    model_version: int
+    updated_at: float
+
+
+class OutputSink(Protocol):
+    """Where the processor's results go (in memory, Redis, ...)."""
+
+    def publish_recommendations(self, lists: Sequence[UserRecommendations]) -> None: ...
+
+    def publish_metrics(self, metrics: dict[str, Any]) -> None: ...
+
+    def publish_dead_letters(self, letters: Sequence[DeadLetter]) -> None: ...
+
+
+@dataclass
+class InMemorySink:
+    """Keeps the latest of everything in dictionaries: the embedded mode's cache."""
+
+    recommendations: dict[int, UserRecommendations] = field(default_factory=dict)
+    metrics: dict[str, Any] = field(default_factory=dict)
+    dead_letters: list[DeadLetter] = field(default_factory=list)
+
+    def publish_recommendations(self, lists: Sequence[UserRecommendations]) -> None:
+        for entry in lists:
+            self.recommendations[entry.user_id] = entry
+
+    def publish_metrics(self, metrics: dict[str, Any]) -> None:
+        self.metrics = metrics
+
+    def publish_dead_letters(self, letters: Sequence[DeadLetter]) -> None:
+        self.dead_letters.extend(letters)
+
+
+@dataclass(frozen=True, slots=True)
+class BatchResult:
+    learned: int
+    dead_letters: int
+    relevant: int
+    hits: dict[str, int]
+
+
+def decode_records(
+    payloads: Sequence[bytes | None], sources: Sequence[str] | None = None
+) -> tuple[list[RatingEvent], list[DeadLetter]]:
+    """Decode messages; the invalid ones come back as dead letters with their reason."""
+    events: list[RatingEvent] = []
+    dead: list[DeadLetter] = []
+    for index, payload in enumerate(payloads):
+        try:
+            events.append(decode(payload))
+        except EventValidationError as exc:
+            source = sources[index] if sources is not None else ""
+            dead.append(DeadLetter(payload, exc.reason if not exc.field else str(exc), source))
+    return events, dead
+
+
+class StreamProcessor:
+    """Evaluates (test-then-train) and learns micro-batches, and publishes what changed."""
+
+    def __init__(
+        self,
+        learner: OnlineLearner,
+        evaluator: PrequentialEvaluator,
+        sink: OutputSink,
+        *,
+        top_k: int = 10,
+        metrics_every_events: int = 5_000,
+    ) -> None:
+        self.learner = learner
+        self.evaluator = evaluator
+        self.sink = sink
+        self.top_k = top_k
+        self.metrics_every_events = metrics_every_events
+        self.dead_letters = 0
+        self.loss_series: dict[str, list[float]] = {
+            "event_index": [],
+            "ranking_loss": [],
+            "rating_loss": [],
+        }
+        self._events_at_last_metrics = 0
+
+    @classmethod
+    def create(
+        cls,
+        config: LearnerConfig,
+        sink: OutputSink,
+        *,
+        baselines: bool = True,
+        k: int = 10,
+        rating_range: tuple[float, float] = (0.5, 5.0),
+        window: int = 5_000,
+    ) -> StreamProcessor:
+        """A processor with a fresh learner and, if asked, the protocol's baselines."""
+        learner = OnlineLearner(config)
+        models: dict[str, StreamingRecommender] = {LEARNER: learner}
+        if baselines:
+            models.update(
+                most_popular=most_popular(),
+                recent_popular=recent_popular(),
+                cooc_knn=CoocKNN(),
+            )
+        evaluator = PrequentialEvaluator(models, k=k, rating_range=rating_range, window=window)
+        return cls(learner, evaluator, sink, top_k=k)
+
+    def process_records(
+        self, payloads: Sequence[bytes | None], sources: Sequence[str] | None = None
+    ) -> BatchResult:
+        """Decode a micro-batch of messages, route the bad ones, process the good ones."""
+        events, dead = decode_records(payloads, sources)
+        if dead:
+            self.dead_letters += len(dead)
+            self.sink.publish_dead_letters(dead)
+        if not events:
+            return BatchResult(0, len(dead), 0, {})
+        result = self.process_batch(EventBatch.from_events(events))
+        return BatchResult(result.learned, len(dead), result.relevant, result.hits)
+
+    def process_batch(self, batch: EventBatch) -> BatchResult:
+        """Evaluate every model on the batch, let each learn it, publish the touched users."""
+        outcome = self.evaluator.process(batch)
+        losses = self.learner.last_losses
+        self.loss_series["event_index"].append(self.evaluator.events_seen)
+        self.loss_series["ranking_loss"].append(losses.get("ranking_loss", float("nan")))
+        self.loss_series["rating_loss"].append(losses.get("rating_loss", float("nan")))
+        self.publish_recommendations(np.unique(batch.user_ids))
+        if self.evaluator.events_seen - self._events_at_last_metrics >= self.metrics_every_events:
+            self.publish_metrics()
+        return BatchResult(len(batch), 0, outcome.relevant, outcome.hits)
+
+    def publish_recommendations(self, user_ids: npt.NDArray[np.int64]) -> None:
+        items, scores = self.learner.recommend_many(user_ids, self.top_k)
+        now = time.time()
+        version = self.learner.version
+        self.sink.publish_recommendations(
+            [
+                UserRecommendations(
+                    int(user),
+                    [int(i) for i in row_items if i >= 0],
+                    [float(s) for i, s in zip(row_items, row_scores, strict=True) if i >= 0],
+                    version,
+                    now,
+                )
+                for user, row_items, row_scores in zip(user_ids, items, scores, strict=True)
+            ]
+        )
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "evaluator": self.evaluator.state_dict(),
+            "dead_letters": self.dead_letters,
+            "loss_series": {name: list(values) for name, values in self.loss_series.items()},
+            "events_at_last_metrics": self._events_at_last_metrics,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.evaluator.load_state_dict(state["evaluator"])
+        self.dead_letters = int(state["dead_letters"])
+        self.loss_series = {name: list(values) for name, values in state["loss_series"].items()}
+        self._events_at_last_metrics = int(state["events_at_last_metrics"])
+
+    def publish_metrics(self) -> dict[str, Any]:
+        """The current prequential report (with learner state) to the sink; also returned."""
+        report = self.evaluator.report()
+        report["model_version"] = self.learner.version
+        report["retrains_completed"] = self.learner.retrains_completed
+        report["dead_letters"] = self.dead_letters
+        report["published_at"] = time.time()
+        self._events_at_last_metrics = self.evaluator.events_seen
+        self.sink.publish_metrics(report)
+        return report

@@ -1,0 +1,68 @@
+"""Ranking a catalogue: candidate masks, the rank of a held-out item, and top-K lists.
+
+Every function takes a score matrix (one row per query, one column per catalogue item, the
+columns in first-appearance order) and works on whichever device the scores live on. Ties are
+broken by column, earlier first, which is the protocol's "first appearance in the stream" rule.
+
+>>> scores = torch.tensor([[0.1, 0.9, 0.5, 0.9]])
+>>> mask = torch.tensor([[True, True, True, False]])
+>>> target_ranks(scores, mask, torch.tensor([2])).tolist()
+[1]
+>>> top_k(scores, mask, 2)[0].tolist()
+[[1, 2]]
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import numpy.typing as npt
+import torch
+
+
+def candidate_mask(
+    n_items: int,
+    n_seen: npt.NDArray[np.int64],
+    excluded_rows: npt.NDArray[np.int64],
+    excluded_items: npt.NDArray[np.int64],
+    device: torch.device | str = "cpu",
+) -> torch.Tensor:
+    """Boolean ``[rows, n_items]``: item c is a candidate for row r when it appeared before
+    (``c < n_seen[r]``) and is not among the row's exclusions (``(row, item)`` pairs)."""
+    seen = torch.as_tensor(n_seen, device=device)
+    mask = torch.arange(n_items, device=device)[None, :] < seen[:, None]
+    if len(excluded_rows):
+        mask[
+            torch.as_tensor(excluded_rows, device=device),
+            torch.as_tensor(excluded_items, device=device),
+        ] = False
+    return mask
+
+
+def target_ranks(scores: torch.Tensor, mask: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """0-based rank of ``targets[r]`` among the candidates of row r.
+
+    A target that is not a candidate of its row (never seen before, or excluded) gets rank
+    ``n_items``, which is a miss at every cut-off.
+    """
+    n_items = scores.shape[1]
+    targets = targets.to(scores.device)[:, None]
+    target_score = scores.gather(1, targets)
+    columns = torch.arange(n_items, device=scores.device)[None, :]
+    beats = (scores > target_score) | ((scores == target_score) & (columns < targets))
+    ranks = (beats & mask).sum(dim=1)
+    valid = mask.gather(1, targets).squeeze(1)
+    return torch.where(valid, ranks, torch.full_like(ranks, n_items))
+
+
+def top_k(scores: torch.Tensor, mask: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The ``k`` best candidates of each row as ``(columns, scores)``, best first.
+
+    Rows with fewer than ``k`` candidates are padded with column -1 and score -inf.
+    """
+    masked = scores.masked_fill(~mask, float("-inf"))
+    k = min(k, scores.shape[1])
+    # torch.topk does not promise an order among equal scores; a stable descending sort does.
+    values, columns = torch.sort(masked, dim=1, descending=True, stable=True)
+    values, columns = values[:, :k], columns[:, :k]
+    columns = torch.where(torch.isneginf(values), torch.full_like(columns, -1), columns)
+    return columns, values

@@ -1,0 +1,243 @@
+"""The report renderers: text table, markdown summary and plots, on synthetic reports.
+
+The reports are built here rather than read from a run, so the tests stay fast and pin the shape
+that :func:`recsys_stream.simulation.build_report` produces: models' figures keyed by ``k``, a
+sliding-window series, a rating series and the learner's per-micro-batch losses.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from recsys_stream.reporting import (
+    comparison_table,
+    display_name,
+    markdown_summary,
+    write_plots,
+    write_run,
+)
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+ALL_PLOTS = {"metrics.png", "rating.png", "loss.png", "confusion.png", "deciles.png"}
+HIT_RATES = {"learner": 0.2, "most_popular": 0.1, "recent_popular": 0.08, "cooc_knn": 0.16}
+
+
+def make_report(
+    *,
+    k: int = 10,
+    models: tuple[str, ...] = ("cooc_knn", "recent_popular", "learner", "most_popular"),
+    rating: bool = True,
+    series: bool = True,
+    loss: bool = True,
+) -> dict[str, Any]:
+    """A report shaped like the simulation's, with ``models`` in a deliberately scrambled order."""
+    figures: dict[str, dict[str, Any]] = {}
+    for name in models:
+        hr = HIT_RATES.get(name, 0.05)
+        figures[name] = {
+            "relevant": 1000,
+            f"hr@{k}": hr,
+            f"ndcg@{k}": hr / 2,
+            f"precision@{k}": hr / k,
+            f"recall@{k}": hr,
+            f"f1@{k}": 2 * (hr / k) * hr / (hr / k + hr),
+            f"hr@{k}_warm": hr + 0.01,
+            f"hr@{k}_last20": hr + 0.02,
+            "deciles": [
+                {"decile": d, "relevant": 100, f"hr@{k}": hr * d / 10, f"ndcg@{k}": hr * d / 20}
+                for d in range(1, 11)
+            ],
+        }
+    if rating and "learner" in figures:
+        figures["learner"].update(
+            rmse=0.95,
+            mae=0.75,
+            rmse_warm=0.94,
+            mae_warm=0.74,
+            rmse_last20=0.93,
+            confusion={"tp": 1234, "fp": 321, "fn": 222, "tn": 567},
+            like_accuracy=0.7654,
+            like_precision=0.7935,
+            like_recall=0.8475,
+        )
+    points = list(range(500, 5001, 500))
+    report: dict[str, Any] = {
+        "dataset": "synthetic-42",
+        "events": 5000,
+        "relevant_events": 2800,
+        "users": 50,
+        "items": 300,
+        "k": k,
+        "batch_size": 256,
+        "wall_seconds": 1.25,
+        "events_per_second": 4000.0,
+        "device": "cpu",
+        "model_version": 3,
+        "retrains_completed": 1,
+        "dead_letters": 0,
+        "baseline_batching": "exact per event (equivalent to batch size 1)",
+        "models": figures,
+        "series": {"window": 1000, "step": 100, "event_index": [], "models": {}},
+    }
+    if series:
+        report["series"] = {
+            "window": 1000,
+            "step": 100,
+            "event_index": points,
+            "models": {
+                name: {
+                    f"hr@{k}": [HIT_RATES.get(name, 0.05) * (1 + i / 20) for i in range(10)],
+                    f"ndcg@{k}": [HIT_RATES.get(name, 0.05) / 2 for _ in range(10)],
+                }
+                for name in models
+            },
+        }
+        if rating and "learner" in figures:
+            report["series"]["rating"] = {
+                "window": 1000,
+                "event_index": points,
+                "models": {"learner": {"rmse": [1.0 - i / 100 for i in range(10)]}},
+            }
+    if loss:
+        report["training_loss"] = {
+            "event_index": list(range(256, 5001, 256)),
+            "ranking_loss": [4.5 - i / 20 for i in range(19)],
+            "rating_loss": [math.nan if i % 5 == 0 else 0.5 - i / 100 for i in range(19)],
+        }
+    return report
+
+
+def test_table_lists_every_metric_and_orders_models() -> None:
+    report = make_report(models=("zeta", "cooc_knn", "recent_popular", "learner", "most_popular"))
+    lines = comparison_table(report).splitlines()
+    header = lines[0]
+    names = ["learner", "most_popular", "recent_popular", "cooc_knn", "zeta"]
+    positions = [header.index(display_name(name)) for name in names]
+    assert positions == sorted(positions)
+    assert display_name("learner") == "Learner (contextual NeuMF)"
+    labels = [line.split("  ")[0].strip() for line in lines[2:11]]
+    assert labels == [
+        "HR@10",
+        "NDCG@10",
+        "Precision@10",
+        "Recall@10",
+        "F1@10",
+        "HR@10 last 20%",
+        "HR@10 warm users",
+        "RMSE",
+        "MAE",
+    ]
+    assert lines[2].split()[1:] == ["0.2000", "0.1000", "0.0800", "0.1600", "0.0500"]
+    assert lines[9].split()[1:] == ["0.9500", "-", "-", "-", "-"]  # only the learner rates
+
+
+def test_table_ends_with_hit_rate_ratios_to_recent_popular() -> None:
+    last = comparison_table(make_report()).splitlines()[-1]
+    assert last == (
+        "HR@10 as a multiple of RecentPopular (30 d): Learner (contextual NeuMF) 2.50x, "
+        "MostPopular 1.25x, Co-occurrence kNN 2.00x"
+    )
+
+
+def test_without_baselines_there_is_no_ratio_line_nor_baseline_note() -> None:
+    report = make_report(models=("learner",))
+    table = comparison_table(report)
+    assert "multiple" not in table
+    assert table.splitlines()[2].split() == ["HR@10", "0.2000"]
+    assert "baselines" not in markdown_summary(report)
+
+
+def test_key_names_follow_k() -> None:
+    report = make_report(k=5)
+    table = comparison_table(report)
+    assert "HR@5 last 20%" in table
+    assert "@10" not in table
+    assert "0.2000" in table
+    summary = markdown_summary(report)
+    assert "## HR@5 by stream decile" in summary
+    assert "@10" not in summary
+
+
+def test_summary_has_run_line_tables_confusion_and_plot_links() -> None:
+    summary = markdown_summary(make_report())
+    assert summary.startswith("# Prequential evaluation: synthetic-42\n")
+    for fragment in ("5,000 events (2,800 relevant)", "batch size 256", "model version 3"):
+        assert fragment in summary
+    assert "| HR@10 | 0.2000 | 0.1000 | 0.0800 | 0.1600 |" in summary
+    assert "| **predicted like** | 1,234 | 321 |" in summary
+    assert "| **predicted dislike** | 222 | 567 |" in summary
+    assert "accuracy 0.7654, precision 0.7935, recall 0.8475" in summary
+    assert "| 10 | 100 | 0.2000 | 0.1000 | 0.0800 | 0.1600 |" in summary
+    for name in ALL_PLOTS:
+        assert f"]({name})" in summary
+    assert "prequential protocol (test-then-train)" in summary
+    assert "micro-batches of 256 events" in summary
+    assert "exact per event" in summary
+
+
+def test_write_run_writes_report_summary_and_valid_pngs(tmp_path: Path) -> None:
+    report = make_report()
+    paths = write_run(report, tmp_path / "run")
+    assert {path.name for path in paths} == {"report.json", "summary.md"} | ALL_PLOTS
+    assert all(path.parent == tmp_path / "run" and path.is_file() for path in paths)
+    for path in paths:
+        if path.suffix == ".png":
+            data = path.read_bytes()
+            assert data.startswith(PNG_MAGIC), path.name
+            assert len(data) > 10_000, path.name
+    reloaded = json.loads((tmp_path / "run" / "report.json").read_text())
+    assert reloaded["models"]["learner"]["hr@10"] == pytest.approx(0.2)
+    # NaN losses come back from JSON as null: the saved report must render just the same.
+    again = write_plots(reloaded, tmp_path / "again")
+    assert {path.name for path in again} == ALL_PLOTS
+
+
+@pytest.mark.parametrize(
+    ("options", "expected"),
+    [
+        pytest.param({"models": ("learner",)}, ALL_PLOTS, id="no-baselines"),
+        pytest.param(
+            {"rating": False}, ALL_PLOTS - {"rating.png", "confusion.png"}, id="no-rating"
+        ),
+        pytest.param({"series": False}, ALL_PLOTS - {"metrics.png", "rating.png"}, id="no-series"),
+        pytest.param({"loss": False}, ALL_PLOTS - {"loss.png"}, id="no-loss"),
+        pytest.param(
+            {"models": ("most_popular",), "series": False, "loss": False},
+            {"deciles.png"},
+            id="one-baseline-only",
+        ),
+    ],
+)
+def test_missing_pieces_are_left_out(
+    tmp_path: Path, options: dict[str, Any], expected: set[str]
+) -> None:
+    report = make_report(**options)
+    written = {path.name for path in write_plots(report, tmp_path)}
+    assert written == expected
+    summary = markdown_summary(report)
+    for name in ALL_PLOTS:
+        assert (f"]({name})" in summary) == (name in expected), name
+    assert ("predicted like" in summary) == ("confusion.png" in expected)
+    assert comparison_table(report)
+
+
+def test_loss_plot_needs_a_finite_value(tmp_path: Path) -> None:
+    losses = make_report()["training_loss"]
+    report = {"k": 10, "models": {}, "training_loss": losses}
+    losses["ranking_loss"] = [math.nan] * 19
+    assert [path.name for path in write_plots(report, tmp_path / "rating-only")] == ["loss.png"]
+    losses["rating_loss"] = [None] * 19  # NaN as it comes back from JSON
+    assert write_plots(report, tmp_path / "none") == []
+
+
+def test_empty_report_renders() -> None:
+    report: dict[str, Any] = {"k": 10, "models": {}}
+    assert comparison_table(report).startswith("Metric")
+    summary = markdown_summary(report)
+    assert "## Plots" not in summary
+    assert "prequential protocol (test-then-train)" in summary
