@@ -47,7 +47,7 @@ pytest: venv ## Only the tests, with a real Kafka and Redis started (and stopped
 	$(BIN)/python scripts/test_services.py run -- $(BIN)/pytest $(PYTEST_ARGS)
 
 bench: venv ## Run the benchmarks and print each goal beside its measured figure.
-	$(BIN)/python benchmarks/run.py
+	PYTHONPATH=. $(BIN)/python benchmarks/run.py $(BENCH)
 
 clean: ## Remove the virtual environment and caches of this clone.
 	rm -rf $(VENV) .cache .mypy_cache .ruff_cache .pytest_cache .hypothesis build dist

@@ -21,7 +21,7 @@ import numpy as np
 import numpy.typing as npt
 
 DENSE_ID_LIMIT: Final = 1 << 22
-"""Ids below this are mapped through a direct-address table (at most 16 MiB); larger ids,
+"""Ids below this are mapped through a direct-address table (at most 32 MiB); larger ids,
 rare in practice, through a dict, so an absurd id cannot make the table explode."""
 
 MISSING: Final = -1

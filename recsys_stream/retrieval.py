@@ -18,6 +18,9 @@ import numpy as np
 import numpy.typing as npt
 import torch
 
+MISS = 2**31 - 1
+"""The rank of a held-out item that was not among the candidates."""
+
 
 def candidate_mask(
     n_items: int,
@@ -42,7 +45,7 @@ def target_ranks(scores: torch.Tensor, mask: torch.Tensor, targets: torch.Tensor
     """0-based rank of ``targets[r]`` among the candidates of row r.
 
     A target that is not a candidate of its row (never seen before, or excluded) gets rank
-    ``n_items``, which is a miss at every cut-off.
+    :data:`MISS`, a miss at every cut-off.
     """
     n_items = scores.shape[1]
     targets = targets.to(scores.device)[:, None]
@@ -51,7 +54,7 @@ def target_ranks(scores: torch.Tensor, mask: torch.Tensor, targets: torch.Tensor
     beats = (scores > target_score) | ((scores == target_score) & (columns < targets))
     ranks = (beats & mask).sum(dim=1)
     valid = mask.gather(1, targets).squeeze(1)
-    return torch.where(valid, ranks, torch.full_like(ranks, n_items))
+    return torch.where(valid, ranks, torch.full_like(ranks, MISS))
 
 
 def top_k(scores: torch.Tensor, mask: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -60,9 +63,12 @@ def top_k(scores: torch.Tensor, mask: torch.Tensor, k: int) -> tuple[torch.Tenso
     Rows with fewer than ``k`` candidates are padded with column -1 and score -inf.
     """
     masked = scores.masked_fill(~mask, float("-inf"))
-    k = min(k, scores.shape[1])
     # torch.topk does not promise an order among equal scores; a stable descending sort does.
     values, columns = torch.sort(masked, dim=1, descending=True, stable=True)
     values, columns = values[:, :k], columns[:, :k]
+    if columns.shape[1] < k:  # a catalogue smaller than k: pad to k columns
+        pad = k - columns.shape[1]
+        columns = torch.nn.functional.pad(columns, (0, pad), value=-1)
+        values = torch.nn.functional.pad(values, (0, pad), value=float("-inf"))
     columns = torch.where(torch.isneginf(values), torch.full_like(columns, -1), columns)
     return columns, values

@@ -3,8 +3,9 @@
 Both the prequential evaluator (candidate exclusions) and the learner (recent-item context,
 ``exclude_seen``) read users' histories for whole micro-batches at once, so every operation here
 is vectorised over a batch. Each user owns a segment of one shared pool; a segment that fills up
-moves to the end of the pool with twice the capacity (amortised O(1) appends, at most about twice
-the live size in memory).
+moves to the end of the pool with half as much again of room (amortised O(1) appends); when the
+pool is full it is compacted, every segment trimmed to its length plus a quarter, with half as
+much again of free room, so memory stays within about twice the live events.
 
 >>> seqs = UserSequences()
 >>> seqs.append(np.array([0, 1, 0]), np.array([10, 11, 12]), np.array([4.0, 3.0, 5.0])).tolist()
@@ -189,38 +190,41 @@ class UserSequences:
         self._capacity = np.concatenate([self._capacity, grow])
 
     def _reserve(self, users: IntArray, needed: IntArray) -> None:
-        """Move users whose segment is too small to the pool's end with room to grow."""
+        """Give ``users`` room for ``needed`` events: move the short ones to the pool's end,
+        or lay the whole pool out afresh when it is full."""
         moving = needed > self._capacity[users]
         if not moving.any():
             return
-        users, needed = users[moving], needed[moving]
-        capacity = np.maximum(4, 1 << np.ceil(np.log2(needed)).astype(np.int64))
-        if self._pool_used + int(capacity.sum()) > len(self._items):
-            self._compact_or_grow(int(capacity.sum()))
-        new_offset = self._pool_used + np.concatenate([[0], np.cumsum(capacity)[:-1]])
+        grown = np.maximum(4, needed + needed // 2)
+        if self._pool_used + int(grown[moving].sum()) > len(self._items):
+            capacity = np.maximum(4, self._length + self._length // 4)
+            capacity[users] = np.maximum(capacity[users], grown)
+            self._lay_out(capacity)
+            return
+        users, grown = users[moving], grown[moving]
+        new_offset = self._pool_used + np.concatenate([[0], np.cumsum(grown)[:-1]])
         owner, positions = ragged_arange(np.zeros(len(users), dtype=np.int64), self._length[users])
         source = self._offset[users[owner]] + positions
         target = new_offset[owner] + positions
         self._items[target] = self._items[source]
         self._values[target] = self._values[source]
         self._offset[users] = new_offset
-        self._capacity[users] = capacity
-        self._pool_used += int(capacity.sum())
+        self._capacity[users] = grown
+        self._pool_used += int(grown.sum())
 
-    def _compact_or_grow(self, extra: int) -> None:
-        """Make room for ``extra`` slots at the end: drop abandoned segments, grow if needed."""
-        live = int(self._capacity.sum())
-        size = len(self._items)
-        while size < 2 * (live + extra):
-            size *= 2
+    def _lay_out(self, capacity: IntArray) -> None:
+        """Copy every sequence into a fresh pool with the given segment capacities (dropping
+        abandoned segments), leaving half as much again of free room at the end."""
+        live = int(capacity.sum())
+        size = max(1024, live * 3 // 2)
         items = np.full(size, PAD, dtype=np.int32)
         values = np.zeros(size, dtype=np.float32)
-        new_offset = np.concatenate([[0], np.cumsum(self._capacity)[:-1]]).astype(np.int64)
+        new_offset = np.concatenate([[0], np.cumsum(capacity)[:-1]]).astype(np.int64)
         owner, positions = ragged_arange(np.zeros(self.n_users, dtype=np.int64), self._length)
         items[new_offset[owner] + positions] = self._items[self._offset[owner] + positions]
         values[new_offset[owner] + positions] = self._values[self._offset[owner] + positions]
         self._items, self._values = items, values
-        self._offset, self._pool_used = new_offset, live
+        self._offset, self._capacity, self._pool_used = new_offset, capacity, live
 
     def state_dict(self) -> dict[str, npt.NDArray[np.generic]]:
         """Compact arrays (CSR layout) from which the sequences are rebuilt exactly."""

@@ -56,8 +56,10 @@ class PrequentialEvaluator:
         like_threshold: float = 3.5,
         rating_range: tuple[float, float] = (0.5, 5.0),
         window: int = 5_000,
+        device: torch.device | str = "cpu",
     ) -> None:
         self.models = dict(models)
+        self.device = torch.device(device)
         self.k = k
         self.relevance_threshold = relevance_threshold
         self.rating_range = rating_range
@@ -106,16 +108,21 @@ class PrequentialEvaluator:
         for name, model in self.models.items():
             started = time.perf_counter()
             if len(relevant):
-                mask = masks.get(torch.device("cpu"))
+                mask = masks.get(self.device)
                 if mask is None:
                     mask = candidate_mask(
-                        len(self._catalog), n_seen[relevant], excluded_rows, excluded_items
+                        len(self._catalog),
+                        n_seen[relevant],
+                        excluded_rows,
+                        excluded_items,
+                        device=self.device,
                     )
-                    masks[torch.device("cpu")] = mask
+                    masks[self.device] = mask
                 query = RankingQuery(batch, relevant, self._catalog.ids, columns, mask)
                 scores = model.rank_scores(query)
                 device_mask = masks.setdefault(scores.device, mask.to(scores.device))
-                ranks = target_ranks(scores, device_mask, torch.from_numpy(columns[relevant]))
+                targets = torch.as_tensor(columns[relevant], device=scores.device)
+                ranks = target_ranks(scores, device_mask, targets)
                 ranks_np = ranks.cpu().numpy()
                 self._ranking[name].append(event_index[relevant], ranks_np, warm[relevant])
                 hits[name] = int((ranks_np < self.k).sum())

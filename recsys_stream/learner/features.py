@@ -358,7 +358,7 @@ class StreamFeatures:
         prior = np.log1p(self.popularity.decayed(counts, now if now is not None else 0.0))
 
         def tensor(values: npt.ArrayLike, dtype: torch.dtype) -> torch.Tensor:
-            return torch.as_tensor(np.asarray(values), dtype=dtype).to(device)
+            return torch.tensor(np.asarray(values), dtype=dtype, device=device)
 
         known_users = np.where(users < len(self.users), users, -1)
         return BatchInputs(

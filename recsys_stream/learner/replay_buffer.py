@@ -94,13 +94,13 @@ class ReplayBuffer:
     def state_dict(self) -> dict[str, Any]:
         return {
             "seen": self.seen,
-            "rows": {name: tensor.cpu() for name, tensor in self._rows.items()},
+            "rows": {name: tensor.cpu().clone() for name, tensor in self._rows.items()},
             "rng": self._rng.bit_generator.state,
         }
 
     def load_state_dict(self, state: dict[str, Any], device: torch.device) -> None:
         self.seen = int(state["seen"])
-        self._rows = {name: tensor.to(device) for name, tensor in state["rows"].items()}
+        self._rows = {name: tensor.to(device).clone() for name, tensor in state["rows"].items()}
         self._rng.bit_generator.state = state["rng"]
 
 

@@ -34,7 +34,8 @@ class Adam:
         self.lr = lr
         self.betas = betas
         self.eps = eps
-        self.steps = 0
+        # Per parameter, as torch.optim does: a parameter without a gradient does not step.
+        self.steps = [0] * len(self.parameters)
         self.first = [torch.zeros_like(p) for p in self.parameters]
         self.second = [torch.zeros_like(p) for p in self.parameters]
 
@@ -44,13 +45,15 @@ class Adam:
 
     @torch.no_grad()
     def step(self) -> None:
-        self.steps += 1
         beta1, beta2 = self.betas
-        correction1 = 1 - beta1**self.steps
-        correction2 = 1 - beta2**self.steps
-        for parameter, first, second in zip(self.parameters, self.first, self.second, strict=True):
+        for index, (parameter, first, second) in enumerate(
+            zip(self.parameters, self.first, self.second, strict=True)
+        ):
             if parameter.grad is None:
                 continue
+            self.steps[index] += 1
+            correction1 = 1 - beta1 ** self.steps[index]
+            correction2 = 1 - beta2 ** self.steps[index]
             gradient = parameter.grad
             first.mul_(beta1).add_(gradient, alpha=1 - beta1)
             second.mul_(beta2).addcmul_(gradient, gradient, value=1 - beta2)
@@ -59,13 +62,13 @@ class Adam:
 
     def state_dict(self) -> dict[str, Any]:
         return {
-            "steps": self.steps,
+            "steps": list(self.steps),
             "first": [t.cpu().clone() for t in self.first],
             "second": [t.cpu().clone() for t in self.second],
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.steps = int(state["steps"])
+        self.steps = [int(step) for step in state["steps"]]
         device = self.parameters[0].device if self.parameters else torch.device("cpu")
         self.first = [t.to(device) for t in state["first"]]
         self.second = [t.to(device) for t in state["second"]]

@@ -200,7 +200,8 @@ class ContextualNeuMF:
         seen = (remapped.excluded_items >= 0) & (
             remapped.excluded_items != targets[remapped.excluded_rows]
         )
-        logits = logits.index_put(
+        # In place: the product's backward does not need its output.
+        logits.index_put_(
             (remapped.excluded_rows[seen], remapped.excluded_items[seen]),
             torch.tensor(_MASKED, device=self.device),
         )

@@ -53,12 +53,13 @@ class EmbeddingTable:
         self._leaf: torch.Tensor | None = None
 
     def _initial_values(self, rows: int) -> torch.Tensor:
-        # Drawn row by row as rows come into use, so the values a row gets do not depend on
-        # the table's capacity history (a restored table continues the same sequence).
+        # One draw per row as rows come into use, so the values a row gets depend neither on
+        # the table's capacity history nor on how new rows arrived in batches (a restored table
+        # continues the same sequence).
         if self.init_scale == 0:
             return torch.zeros(rows, self.dim, device=self.device)
-        values = torch.randn(rows, self.dim, generator=self._generator) * self.init_scale
-        return values.to(self.device)
+        draws = [torch.randn(self.dim, generator=self._generator) for _ in range(rows)]
+        return (torch.stack(draws) * self.init_scale).to(self.device)
 
     @property
     def capacity(self) -> int:

@@ -1,0 +1,106 @@
+"""Memory of the learner's state at MovieLens 25M scale (162k users, 62k items, 64 dimensions).
+
+A synthetic stream of 25M events with ML-25M's numbers of users and items is folded into the
+learner's log-derived state (histories, statistics, popularity) and its tables are grown to
+every user and item; no gradient step is needed to size the state, so this takes minutes, not
+hours. The figure is the bytes of every array and tensor of the learner's state, and the growth
+of the process's resident memory while building it.
+"""
+
+from __future__ import annotations
+
+import resource
+import time
+from typing import Any
+
+import numpy as np
+import torch
+from common import Result, save
+
+from recsys_stream.data import generate_synthetic
+from recsys_stream.events import EventBatch
+from recsys_stream.learner.online import OnlineLearner
+from recsys_stream.settings import LearnerConfig
+
+COMMAND = ".venv/bin/python benchmarks/bench_memory.py (make bench)"
+USERS, ITEMS, EVENTS = 162_541, 62_423, 25_000_000
+
+
+def _bytes(value: Any) -> int:
+    if isinstance(value, torch.Tensor):
+        return value.element_size() * value.nelement()
+    if isinstance(value, np.ndarray):
+        return int(value.nbytes)
+    if isinstance(value, dict):
+        return sum(_bytes(v) for v in value.values())
+    if isinstance(value, list | tuple):
+        return sum(_bytes(v) for v in value)
+    return 0
+
+
+def _rss_mib() -> float:
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def main() -> int:
+    started = time.perf_counter()
+    dataset = generate_synthetic(EVENTS, n_users=USERS, n_items=ITEMS, seed=25)
+    frame = dataset.ratings
+    columns = [frame[c].to_numpy() for c in ("user_id", "item_id", "rating", "timestamp")]
+    del dataset, frame
+    rss_before = _rss_mib()
+    learner = OnlineLearner(LearnerConfig(device="cpu"))
+    features = learner.features
+    for start in range(0, EVENTS, 1_000_000):
+        batch = EventBatch.from_arrays(*(c[start : start + 1_000_000] for c in columns))
+        users, items = features.register(batch)
+        features.update(batch, users, items)
+    learner.model.ensure_rows(len(features.users), len(features.items))
+    # Every table and optimiser state in use, at full size (capacity included).
+    model = learner.model
+    state_bytes = (
+        sum(
+            _bytes(t.weight) + _bytes(t.accumulator)
+            for t in (model.item_embedding, model.item_bias, model.user_embedding)
+        )
+        + sum(_bytes(p) for p in model.dense.parameters()) * 3
+        + features.sequences.nbytes
+        + _bytes(features.statistics.state_dict())
+        + _bytes(features.popularity.state_dict())
+        + _bytes(features.users.state_dict())
+        + _bytes(features.items.state_dict())
+        + learner.config.replay_capacity * (8 * 2 + 4 * 2 + (8 + 4) * model.config.context_length)
+    )
+    rss_growth = _rss_mib() - rss_before
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    gib = state_bytes / 2**30
+    data = (
+        f"synthetic stream, {EVENTS:,} events, {len(features.users):,} users, "
+        f"{len(features.items):,} items, seed 25"
+    )
+    save(
+        "memory",
+        [
+            Result(
+                "learner state at ML-25M scale (CPU, 64 dimensions)",
+                gib * 1024,
+                "MiB",
+                "< 1024 MiB",
+                gib < 1.0,
+                COMMAND,
+                data,
+                baseline=f"process RSS grew {rss_growth:,.0f} MiB while building it "
+                f"(peak RSS {peak:,.0f} MiB including the 25M-event frame)",
+                note=f"built in {time.perf_counter() - started:.0f} s",
+            ),
+        ],
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,89 @@
+"""Shared pieces of the benchmarks: results with their goals, the machine, the data."""
+
+from __future__ import annotations
+
+import os
+import platform
+import subprocess
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+
+
+@dataclass
+class Result:
+    """One measured figure beside its goal."""
+
+    name: str
+    value: float | None
+    unit: str
+    goal: str
+    passed: bool | None
+    """None when there is no goal or the figure could not be measured here."""
+    command: str
+    data: str
+    baseline: str = ""
+    """What the figure is compared with in the same run, e.g. '2.38x RecentPopular (0.0972)'."""
+    note: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def machine() -> dict[str, Any]:
+    """The machine the figures were measured on."""
+    import torch
+
+    cpu = platform.processor() or "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "gpu": gpu,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "commit": _commit(),
+    }
+
+
+def _commit() -> str:
+    try:
+        return subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=True,
+            cwd=Path(__file__).resolve().parent,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def data_dir() -> Path | None:
+    """RECSYS_DATA_DIR, where the benchmarks read MovieLens (never downloaded here)."""
+    value = os.environ.get("RECSYS_DATA_DIR")
+    return Path(value) if value else None
+
+
+def save(benchmark: str, results: list[Result], extra: dict[str, Any] | None = None) -> Path:
+    """Write one benchmark's results as JSON under benchmarks/results/."""
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    path = RESULTS_DIR / f"{benchmark}.json"
+    payload = {
+        "benchmark": benchmark,
+        "machine": machine(),
+        "results": [asdict(result) for result in results],
+        **(extra or {}),
+    }
+    path.write_bytes(orjson.dumps(payload, option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY))
+    return path

@@ -1,0 +1,225 @@
+"""The online learner: learning, scoring without leakage, fold-in, retrains and checkpoints."""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from recsys_stream.baselines.popularity import most_popular, recent_popular
+from recsys_stream.checkpoint import CheckpointError, load_checkpoint
+from recsys_stream.data import generate_synthetic
+from recsys_stream.evaluation.prequential import PrequentialEvaluator
+from recsys_stream.events import EventBatch
+from recsys_stream.learner import retrain as retrain_module
+from recsys_stream.learner.online import OnlineLearner
+from recsys_stream.recommender import RankingQuery
+from recsys_stream.retrieval import candidate_mask
+from recsys_stream.settings import LearnerConfig, ModelConfig, RetrainConfig
+from recsys_stream.simulation import SimulationConfig, run_simulation
+
+SMALL = ModelConfig(dim=16, context_length=8, mlp_hidden=16, sampled_negatives=64)
+NO_RETRAIN = RetrainConfig(every_events=None)
+
+
+def _learner(**overrides: object) -> OnlineLearner:
+    config = LearnerConfig(model=SMALL, retrain=NO_RETRAIN, device="cpu")
+    return OnlineLearner(dataclasses.replace(config, **overrides))  # type: ignore[arg-type]
+
+
+def _stream(n: int = 4000, seed: int = 3):
+    return generate_synthetic(n, n_users=60, n_items=120, seed=seed)
+
+
+def _batches(frame, size: int):
+    for start in range(0, len(frame), size):
+        part = frame.iloc[start : start + size]
+        yield EventBatch.from_arrays(
+            part.user_id.to_numpy(),
+            part.item_id.to_numpy(),
+            part.rating.to_numpy(),
+            part.timestamp.to_numpy(),
+        )
+
+
+def _query(learner: OnlineLearner, batch: EventBatch) -> RankingQuery:
+    catalog = np.unique(np.concatenate([learner.features.items.ids, batch.item_ids]))
+    rows = np.arange(len(batch))
+    mask = candidate_mask(len(catalog), np.full(len(batch), len(catalog)), rows[:0], rows[:0])
+    columns = np.searchsorted(catalog, batch.item_ids)
+    return RankingQuery(batch, rows, catalog, columns, mask)
+
+
+def test_the_learner_beats_popularity_on_a_structured_stream() -> None:
+    learner = _learner()
+    evaluator = PrequentialEvaluator(
+        {"learner": learner, "most_popular": most_popular(), "recent_popular": recent_popular()}
+    )
+    for batch in _batches(_stream().ratings, 200):
+        evaluator.process(batch)
+    figures = evaluator.report()["models"]
+    assert figures["learner"]["hr@10"] > figures["most_popular"]["hr@10"]
+    assert figures["learner"]["hr@10"] > 1.3 * figures["recent_popular"]["hr@10"]
+    assert figures["learner"]["rmse"] < 1.0
+    assert learner.events_learned == 4000
+
+
+def test_row_j_is_scored_without_seeing_events_at_or_after_j() -> None:
+    learner = _learner()
+    frame = _stream().ratings
+    for batch in _batches(frame.iloc[:3000], 250):
+        learner.learn(batch)
+    batch = next(_batches(frame.iloc[3000:3100], 100))
+    altered = EventBatch(
+        batch.user_ids.copy(),
+        batch.item_ids.copy(),
+        batch.ratings.copy(),
+        batch.timestamps.copy(),
+    )
+    cut = 60
+    rng = np.random.default_rng(0)
+    altered.item_ids[cut:] = rng.choice(learner.features.items.ids, len(batch) - cut)
+    altered.ratings[cut:] = 6.0 - altered.ratings[cut:]
+    scores = learner.rank_scores(_query(learner, batch))
+    scores_altered = learner.rank_scores(_query(learner, altered))
+    # Catalogue columns may differ (new ids); compare on the shared ones.
+    shared = np.intersect1d(
+        _query(learner, batch).catalog_ids, _query(learner, altered).catalog_ids
+    )
+    columns = np.searchsorted(_query(learner, batch).catalog_ids, shared)
+    columns_altered = np.searchsorted(_query(learner, altered).catalog_ids, shared)
+    torch.testing.assert_close(scores[:cut, columns], scores_altered[:cut, columns_altered])
+    ratings = learner.predict_ratings(batch)
+    ratings_altered = learner.predict_ratings(altered)
+    np.testing.assert_allclose(ratings[:cut], ratings_altered[:cut], rtol=1e-6)
+
+
+def test_a_new_user_is_folded_in_from_their_first_events() -> None:
+    # Two disjoint tastes: items 0-19 are always rated together, and so are 100-119.
+    rng = np.random.default_rng(1)
+    users, items = [], []
+    for user in range(200):
+        group = 0 if user % 2 else 100
+        chosen = rng.choice(20, 12, replace=False) + group
+        users += [user] * 12
+        items += chosen.tolist()
+    n = len(users)
+    learner = _learner()
+    frame_batches = [
+        EventBatch.from_arrays(
+            users[s : s + 240],
+            items[s : s + 240],
+            [5.0] * len(users[s : s + 240]),
+            np.arange(s, min(s + 240, n)),
+        )
+        for s in range(0, n, 240)
+    ]
+    for _ in range(3):
+        for batch in frame_batches:
+            learner.learn(batch)
+    newcomer = 10_000
+    learner.learn(EventBatch.from_arrays([newcomer] * 3, [101, 105, 110], [5.0] * 3, [n] * 3))
+    recommended = [item for item, _ in learner.recommend(newcomer, k=10)]
+    assert sum(100 <= item < 120 for item in recommended) >= 8
+    assert not {101, 105, 110} & set(recommended)
+
+
+def test_an_unknown_user_gets_the_cold_start_list() -> None:
+    learner = _learner()
+    for batch in _batches(_stream().ratings, 500):
+        learner.learn(batch)
+    cold = learner.recommend(987_654, k=5)
+    assert len(cold) == 5
+    assert cold == sorted(cold, key=lambda pair: -pair[1])
+
+
+def test_similar_items_and_scores() -> None:
+    learner = _learner()
+    for batch in _batches(_stream().ratings, 500):
+        learner.learn(batch)
+    item = int(learner.features.items.ids[0])
+    similar = learner.similar_items(item, k=5)
+    assert len(similar) == 5
+    assert item not in [i for i, _ in similar]
+    assert learner.similar_items(-5 + 10**9, k=5) == []
+    scores = learner.score(int(learner.features.users.ids[0]), [item, 10**9])
+    assert scores.shape == (2,)
+    assert scores[1] == 0.0
+
+
+def test_an_inline_retrain_swaps_in_a_model_that_learned_every_event() -> None:
+    learner = _learner(retrain=RetrainConfig(every_events=1500, background=False, epochs=1))
+    for batch in _batches(_stream().ratings, 250):
+        learner.learn(batch)
+    assert learner.retrains_completed == 2
+    assert learner.version == 3
+    # The retrained model learned the snapshot then every batch since.
+    assert learner.model.events_learned == pytest.approx(learner.events_learned, abs=250 * 4)
+
+
+def test_online_learning_goes_on_during_a_background_retrain(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    release = threading.Event()
+    started = threading.Event()
+    real_fit = retrain_module.fit_stored_events
+
+    def held_fit(*args, **kwargs):  # type: ignore[no-untyped-def]
+        started.set()
+        release.wait(timeout=60)
+        return real_fit(*args, **kwargs)
+
+    monkeypatch.setattr(retrain_module, "fit_stored_events", held_fit)
+    learner = _learner(retrain=RetrainConfig(every_events=1000, background=True, epochs=1))
+    batches = list(_batches(_stream().ratings, 250))
+    for batch in batches[:4]:
+        learner.learn(batch)
+    assert started.wait(timeout=60)
+    assert learner.retrain_running
+    for batch in batches[4:12]:  # learned online while the retrain is held mid-way
+        learner.learn(batch)
+    assert learner.events_learned == 3000
+    assert learner.version == 1
+    release.set()
+    learner.wait_for_retrain()
+    assert learner.version == 2
+    assert learner.model.events_learned == learner.events_learned
+
+
+def test_a_resumed_simulation_matches_an_uninterrupted_one(tmp_path: Path) -> None:
+    dataset = _stream(3000)
+    learner = LearnerConfig(
+        model=SMALL,
+        device="cpu",
+        retrain=RetrainConfig(every_events=1000, background=False, epochs=1),
+    )
+    base = SimulationConfig(learner=learner, batch_size=100)
+    checkpoint = tmp_path / "run.ckpt"
+    whole = run_simulation(dataset, base)
+    run_simulation(dataset, dataclasses.replace(base, max_events=1800, checkpoint_path=checkpoint))
+    resumed = run_simulation(
+        dataset, dataclasses.replace(base, checkpoint_path=checkpoint, resume=True)
+    )
+    assert resumed["events"] == whole["events"] == 3000
+    assert resumed["model_version"] == whole["model_version"]
+    for name, figures in whole["models"].items():
+        for key in ("hr@10", "ndcg@10", "hr@10_last20"):
+            assert resumed["models"][name][key] == figures[key], (name, key)
+    assert resumed["models"]["learner"]["rmse"] == pytest.approx(
+        whole["models"]["learner"]["rmse"], abs=1e-6
+    )
+
+
+def test_unusable_checkpoints_are_refused_clearly(tmp_path: Path) -> None:
+    garbage = tmp_path / "garbage.ckpt"
+    garbage.write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError, match="cannot read checkpoint"):
+        load_checkpoint(garbage)
+    other = tmp_path / "other.ckpt"
+    torch.save({"format": "something-else"}, other)
+    with pytest.raises(CheckpointError, match="not a recsys-stream checkpoint"):
+        load_checkpoint(other)

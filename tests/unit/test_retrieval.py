@@ -1,0 +1,207 @@
+"""Candidate masks, target ranks and top-K lists against naive sorts."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from recsys_stream.retrieval import MISS, candidate_mask, target_ranks, top_k
+
+SETTINGS = settings(max_examples=150, deadline=None, derandomize=True, database=None)
+
+DTYPES = [torch.float32, torch.float64]
+
+
+def naive_ranking(scores: list[float], candidates: list[bool]) -> list[int]:
+    """Candidate columns best first; equal scores: earlier column first."""
+    columns = [c for c in range(len(scores)) if candidates[c]]
+    return sorted(columns, key=lambda c: (-scores[c], c))
+
+
+@st.composite
+def scored_rows(draw: st.DrawFn) -> tuple[np.ndarray, np.ndarray]:
+    """A score matrix with many ties (few distinct values) and a random candidate mask."""
+    rows = draw(st.integers(1, 5))
+    n_items = draw(st.integers(1, 12))
+    levels = draw(st.integers(1, 6))
+    seed = draw(st.integers(0, 2**32 - 1))
+    rng = np.random.default_rng(seed)
+    scores = rng.integers(-levels, levels + 1, size=(rows, n_items)) / 4.0
+    mask = rng.random((rows, n_items)) < draw(st.floats(0.0, 1.0))
+    return scores, mask
+
+
+# ---------------------------------------------------------------------- candidate_mask
+
+
+def test_candidate_mask_keeps_the_seen_prefix_minus_exclusions() -> None:
+    mask = candidate_mask(
+        5,
+        np.array([3, 0, 5]),
+        excluded_rows=np.array([0, 2, 2]),
+        excluded_items=np.array([1, 0, 4]),
+    )
+    assert mask.dtype == torch.bool
+    assert mask.tolist() == [
+        [True, False, True, False, False],
+        [False] * 5,
+        [False, True, True, True, False],
+    ]
+
+
+def test_candidate_mask_ignores_exclusions_outside_the_seen_prefix() -> None:
+    mask = candidate_mask(4, np.array([2]), np.array([0]), np.array([3]))
+    assert mask.tolist() == [[True, True, False, False]]
+
+
+def test_candidate_mask_without_exclusions_is_the_seen_prefix() -> None:
+    empty = np.zeros(0, dtype=np.int64)
+    mask = candidate_mask(3, np.array([0, 1, 3]), empty, empty)
+    assert mask.tolist() == [[False, False, False], [True, False, False], [True, True, True]]
+
+
+def test_candidate_mask_with_no_rows_has_shape_zero_by_items() -> None:
+    empty = np.zeros(0, dtype=np.int64)
+    assert candidate_mask(4, empty, empty, empty).shape == (0, 4)
+
+
+def test_candidate_mask_tolerates_repeated_exclusions() -> None:
+    mask = candidate_mask(3, np.array([3]), np.array([0, 0]), np.array([1, 1]))
+    assert mask.tolist() == [[True, False, True]]
+
+
+@SETTINGS
+@given(
+    n_items=st.integers(0, 10),
+    data=st.data(),
+)
+def test_candidate_mask_matches_a_loop(n_items: int, data: st.DataObject) -> None:
+    rows = data.draw(st.integers(0, 5))
+    n_seen = data.draw(st.lists(st.integers(0, n_items), min_size=rows, max_size=rows))
+    pairs = (
+        data.draw(st.lists(st.tuples(st.integers(0, rows - 1), st.integers(0, n_items - 1))))
+        if rows and n_items
+        else []
+    )
+    mask = candidate_mask(
+        n_items,
+        np.array(n_seen, dtype=np.int64),
+        np.array([r for r, _ in pairs], dtype=np.int64),
+        np.array([c for _, c in pairs], dtype=np.int64),
+    )
+    expected = [
+        [c < n_seen[r] and (r, c) not in pairs for c in range(n_items)] for r in range(rows)
+    ]
+    assert mask.shape == (rows, n_items)
+    assert mask.tolist() == expected
+
+
+# ------------------------------------------------------------------------ target_ranks
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_target_rank_counts_better_candidates_and_earlier_ties(dtype: torch.dtype) -> None:
+    scores = torch.tensor([[0.1, 0.9, 0.5, 0.9, 0.5]], dtype=dtype).repeat(5, 1)
+    mask = torch.ones(5, 5, dtype=torch.bool)
+    ranks = target_ranks(scores, mask, torch.arange(5))
+    assert ranks.tolist() == [4, 0, 2, 1, 3]
+
+
+def test_target_rank_ignores_non_candidates() -> None:
+    scores = torch.tensor([[0.9, 0.8, 0.7, 0.6]])
+    mask = torch.tensor([[False, True, False, True]])
+    assert target_ranks(scores, mask, torch.tensor([3])).tolist() == [1]
+
+
+def test_a_target_that_is_not_a_candidate_gets_the_miss_rank() -> None:
+    scores = torch.tensor([[0.1, 0.9, 0.5], [0.3, 0.2, 0.1], [0.3, 0.2, 0.1]])
+    mask = torch.tensor([[True, True, False], [False, False, False], [True, True, True]])
+    assert target_ranks(scores, mask, torch.tensor([2, 0, 2])).tolist() == [MISS, MISS, 2]
+
+
+@SETTINGS
+@given(scored_rows(), st.sampled_from(DTYPES), st.integers(0, 2**32 - 1))
+def test_target_ranks_match_a_naive_sort(
+    case: tuple[np.ndarray, np.ndarray], dtype: torch.dtype, seed: int
+) -> None:
+    scores, mask = case
+    rows, n_items = scores.shape
+    targets = np.random.default_rng(seed).integers(0, n_items, size=rows)
+    ranks = target_ranks(
+        torch.tensor(scores, dtype=dtype), torch.tensor(mask), torch.tensor(targets)
+    )
+    expected = []
+    for r, t in enumerate(targets.tolist()):
+        ranking = naive_ranking(scores[r].tolist(), mask[r].tolist())
+        expected.append(ranking.index(t) if t in ranking else MISS)
+    assert ranks.tolist() == expected
+
+
+# ------------------------------------------------------------------------------- top_k
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_top_k_orders_ties_by_column(dtype: torch.dtype) -> None:
+    scores = torch.tensor([[0.5, 0.9, 0.5, 0.9, 0.1, 0.5]], dtype=dtype)
+    mask = torch.ones_like(scores, dtype=torch.bool)
+    columns, values = top_k(scores, mask, 4)
+    assert columns.tolist() == [[1, 3, 0, 2]]
+    assert values.dtype == dtype
+    assert torch.equal(values, scores[0, [1, 3, 0, 2]][None, :])
+
+
+def test_top_k_pads_rows_with_fewer_candidates_than_k() -> None:
+    scores = torch.tensor([[0.3, 0.1, 0.2, 0.4], [0.0, 0.0, 0.0, 0.0]])
+    mask = torch.tensor([[True, False, True, False], [False, False, False, False]])
+    columns, values = top_k(scores, mask, 3)
+    assert columns.tolist() == [[0, 2, -1], [-1, -1, -1]]
+    assert values[0, :2].tolist() == pytest.approx([0.3, 0.2])
+    assert values[0, 2].item() == -math.inf
+    assert torch.isneginf(values[1]).all()
+
+
+def test_top_k_of_zero_is_empty() -> None:
+    scores = torch.tensor([[0.3, 0.1]])
+    columns, values = top_k(scores, torch.ones(1, 2, dtype=torch.bool), 0)
+    assert columns.shape == (1, 0)
+    assert values.shape == (1, 0)
+
+
+def test_top_k_pads_to_k_columns_when_the_catalogue_is_smaller_than_k() -> None:
+    scores = torch.tensor([[0.3, 0.1]])
+    columns, values = top_k(scores, torch.ones(1, 2, dtype=torch.bool), 4)
+    assert columns.tolist() == [[0, 1, -1, -1]]
+    assert torch.isneginf(values[0, 2:]).all()
+
+
+@SETTINGS
+@given(scored_rows(), st.sampled_from(DTYPES), st.integers(1, 14))
+def test_top_k_matches_a_naive_stable_sort(
+    case: tuple[np.ndarray, np.ndarray], dtype: torch.dtype, k: int
+) -> None:
+    scores, mask = case
+    rows = scores.shape[0]
+    tensor = torch.tensor(scores, dtype=dtype)
+    columns, values = top_k(tensor, torch.tensor(mask), k)
+    width = k  # always k columns, padded when the catalogue is smaller
+    assert columns.shape == values.shape == (rows, width)
+    assert values.dtype == dtype
+    for r in range(rows):
+        ranking = naive_ranking(scores[r].tolist(), mask[r].tolist())[:width]
+        padded = ranking + [-1] * (width - len(ranking))
+        assert columns[r].tolist() == padded
+        expected_values = [scores[r, c] for c in ranking] + [-math.inf] * (width - len(ranking))
+        assert values[r].tolist() == expected_values
+    # The top-k list and the ranks agree: column at place p has rank p.
+    for r in range(rows):
+        for place, column in enumerate(columns[r].tolist()):
+            if column >= 0:
+                rank = target_ranks(
+                    tensor[r : r + 1], torch.tensor(mask[r : r + 1]), torch.tensor([column])
+                )
+                assert rank.item() == place

@@ -1,0 +1,73 @@
+"""The stream processor and the embedded simulation: dead letters, outputs, the report."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import orjson
+
+from recsys_stream.data import generate_synthetic
+from recsys_stream.events import RatingEvent, encode
+from recsys_stream.pipeline import InMemorySink, StreamProcessor
+from recsys_stream.reporting import write_run
+from recsys_stream.settings import LearnerConfig, ModelConfig, RetrainConfig
+from recsys_stream.simulation import SimulationConfig, run_simulation
+
+CONFIG = LearnerConfig(
+    model=ModelConfig(dim=16, context_length=8, mlp_hidden=16, sampled_negatives=64),
+    retrain=RetrainConfig(every_events=None),
+    device="cpu",
+)
+
+
+def test_bad_messages_become_dead_letters_and_the_rest_is_learned() -> None:
+    sink = InMemorySink()
+    processor = StreamProcessor.create(CONFIG, sink, baselines=False)
+    good = [encode(RatingEvent(u, 100 + u % 3, 4.0, u)) for u in range(5)]
+    bad = [b"{", b'{"user_id": 1}', encode(RatingEvent(9, 9, 1.0, 9))[:-1], None]
+    result = processor.process_records(
+        good[:2] + bad + good[2:], [f"t/0@{i}" for i in range(len(good) + len(bad))]
+    )
+    assert result.learned == 5
+    assert result.dead_letters == 4
+    assert [letter.source for letter in sink.dead_letters] == ["t/0@2", "t/0@3", "t/0@4", "t/0@5"]
+    assert "missing required field" in sink.dead_letters[1].reason
+    assert sink.dead_letters[0].payload == b"{"
+    assert processor.learner.events_learned == 5
+    # Every user touched by the batch has a fresh top-K list with the model version.
+    assert sorted(sink.recommendations) == [0, 1, 2, 3, 4]
+    assert all(entry.model_version == 1 for entry in sink.recommendations.values())
+
+
+def test_a_simulation_report_holds_what_the_issue_asks(tmp_path: Path) -> None:
+    dataset = generate_synthetic(2500, n_users=40, n_items=80, seed=5)
+    report = run_simulation(dataset, SimulationConfig(learner=CONFIG, batch_size=128))
+    for key in (
+        "dataset",
+        "events",
+        "relevant_events",
+        "batch_size",
+        "k",
+        "events_per_second",
+        "wall_seconds",
+    ):
+        assert key in report
+    assert report["events"] == 2500
+    assert set(report["models"]) == {"learner", "most_popular", "recent_popular", "cooc_knn"}
+    for figures in report["models"].values():
+        for key in (
+            "hr@10",
+            "ndcg@10",
+            "precision@10",
+            "recall@10",
+            "f1@10",
+            "hr@10_last20",
+            "hr@10_warm",
+        ):
+            assert 0.0 <= figures[key] <= 1.0
+    assert report["models"]["learner"]["rmse"] > 0
+    assert report["models"]["learner"]["mae"] > 0
+    paths = write_run(report, tmp_path / "run")
+    names = {path.name for path in paths}
+    assert {"report.json", "summary.md", "metrics.png", "loss.png"} <= names
+    assert orjson.loads((tmp_path / "run" / "report.json").read_bytes())["events"] == 2500
