@@ -11,6 +11,10 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
+# Some environments set PYTHONDONTWRITEBYTECODE, which makes every process recompile torch's
+# modules (~10 s a start); the virtual environment lives outside git, so let it cache bytecode.
+unexport PYTHONDONTWRITEBYTECODE
+
 # The unmodified MovieLens files next to the clone, when present (never inside it: licence).
 ifneq ($(wildcard ../shared/data/ml-100k/u.data),)
 export RECSYS_DATA_DIR ?= $(abspath ../shared/data)

@@ -56,13 +56,14 @@ def _decode(value: Any) -> Any:
     return value
 
 
-def save_checkpoint(path: Path, processor: StreamProcessor, positions: list[int]) -> None:
-    """Write the processor's state and the stream ``positions`` (next offset per partition)."""
+def save_checkpoint(path: Path, processor: StreamProcessor, positions: dict[str, int]) -> None:
+    """Write the processor's state and the stream ``positions``: for each source partition
+    (``"topic/partition"``), the offset of the next message not yet learned."""
     state = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
         "created_at": time.time(),
-        "positions": list(positions),
+        "positions": dict(positions),
         "processor": processor.state_dict(),
     }
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -17,6 +17,7 @@ goes to an :class:`OutputSink`: an in-memory one here, Redis in the services.
 from __future__ import annotations
 
 import time
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -68,11 +69,12 @@ class OutputSink(Protocol):
 
 @dataclass
 class InMemorySink:
-    """Keeps the latest of everything in dictionaries: the embedded mode's cache."""
+    """Keeps the latest of everything in memory: the embedded mode's cache."""
 
     recommendations: dict[int, UserRecommendations] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
-    dead_letters: list[DeadLetter] = field(default_factory=list)
+    dead_letters: deque[DeadLetter] = field(default_factory=lambda: deque(maxlen=1_000))
+    """The latest dead letters (the trainer also sends each to the dead-letter topic)."""
 
     def publish_recommendations(self, lists: Sequence[UserRecommendations]) -> None:
         for entry in lists:
@@ -88,7 +90,7 @@ class InMemorySink:
 @dataclass(frozen=True, slots=True)
 class BatchResult:
     learned: int
-    dead_letters: int
+    dead_letters: list[DeadLetter]
     relevant: int
     hits: dict[str, int]
 
@@ -165,9 +167,9 @@ class StreamProcessor:
             self.dead_letters += len(dead)
             self.sink.publish_dead_letters(dead)
         if not events:
-            return BatchResult(0, len(dead), 0, {})
+            return BatchResult(0, dead, 0, {})
         result = self.process_batch(EventBatch.from_events(events))
-        return BatchResult(result.learned, len(dead), result.relevant, result.hits)
+        return BatchResult(result.learned, dead, result.relevant, result.hits)
 
     def process_batch(self, batch: EventBatch) -> BatchResult:
         """Evaluate every model on the batch, let each learn it, publish the touched users."""
@@ -179,7 +181,7 @@ class StreamProcessor:
         self.publish_recommendations(np.unique(batch.user_ids))
         if self.evaluator.events_seen - self._events_at_last_metrics >= self.metrics_every_events:
             self.publish_metrics()
-        return BatchResult(len(batch), 0, outcome.relevant, outcome.hits)
+        return BatchResult(len(batch), [], outcome.relevant, outcome.hits)
 
     def publish_recommendations(self, user_ids: npt.NDArray[np.int64]) -> None:
         items, scores = self.learner.recommend_many(user_ids, self.top_k)

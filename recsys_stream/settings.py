@@ -50,6 +50,30 @@ class KafkaSettings(BaseModel):
     replication_factor: int = Field(default=1, ge=1)
 
 
+class TrainerSettings(BaseModel):
+    """The Faust trainer service."""
+
+    app_id: str = Field(default="recsys-trainer", description="Faust app id = consumer group.")
+    batch_timeout_s: float = Field(
+        default=0.05,
+        gt=0,
+        description="Learn a partial micro-batch after waiting this long for more events.",
+    )
+    checkpoint_path: Path = Field(
+        default_factory=lambda: _default_cache_dir() / "trainer" / "trainer.ckpt"
+    )
+    checkpoint_every_events: int = Field(default=20_000, ge=1)
+    checkpoint_every_seconds: float = Field(default=30.0, gt=0)
+    status_path: Path | None = Field(
+        default=None, description="Write a small JSON status here after every batch."
+    )
+    baselines: bool = Field(
+        default=False,
+        description="Also evaluate the baselines live (costs throughput; the embedded "
+        "simulation always does).",
+    )
+
+
 class RedisSettings(BaseModel):
     """The Redis server of the top-K cache (AUTH and TLS go in the URL: rediss://user:pw@...)."""
 
@@ -61,8 +85,8 @@ class ModelConfig:
     """Architecture and optimisation of the contextual NeuMF (``recsys_stream.model``)."""
 
     dim: int = 64
-    context_length: int = 40
-    context_decay: float = 0.9
+    context_length: int = 20
+    context_decay: float = 0.85
     """Initial slot weights decay by this factor per step of age."""
     mlp_hidden: int = 64
     embedding_init: float = 0.1
@@ -121,7 +145,7 @@ class LearnerConfig:
 class StreamConfig:
     """How a stream is cut into micro-batches and evaluated (embedded mode and trainer)."""
 
-    batch_size: int = 256
+    batch_size: int = 512
     """Events per micro-batch; the learner scores a batch with the weights from before it."""
     k: int = 10
     window: int = 5_000
@@ -164,6 +188,7 @@ class Settings(BaseSettings):
     data: DataSettings = Field(default_factory=DataSettings)
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     redis: RedisSettings = Field(default_factory=RedisSettings)
+    trainer: TrainerSettings = Field(default_factory=TrainerSettings)
     learner: LearnerConfig = Field(default_factory=LearnerConfig)
     stream: StreamConfig = Field(default_factory=StreamConfig)
     offline: OfflineConfig = Field(default_factory=OfflineConfig)

@@ -83,27 +83,27 @@ def run_simulation(
     if config.resume and config.checkpoint_path is not None and config.checkpoint_path.exists():
         state = load_checkpoint(config.checkpoint_path)
         restore_processor(processor, state)
-        consumer.positions = list(state["positions"])
+        consumer.positions = [state["positions"][_source(p)] for p in range(log.partitions)]
     started = time.perf_counter()
     events_at_start = processor.evaluator.events_seen
     last_checkpoint = events_at_start
     try:
         while records := consumer.poll(config.batch_size):
             processor.process_records(
-                [r.value for r in records], [f"embedded/{r.partition}@{r.offset}" for r in records]
+                [r.value for r in records], [f"{_source(r.partition)}@{r.offset}" for r in records]
             )
             done = processor.evaluator.events_seen
             if progress is not None:
                 progress(done, {"hr@10": processor.evaluator.hit_rate(LEARNER), "total": total})
             every = config.checkpoint_every_events
             if config.checkpoint_path is not None and every and done - last_checkpoint >= every:
-                save_checkpoint(config.checkpoint_path, processor, consumer.positions)
+                save_checkpoint(config.checkpoint_path, processor, _positions(consumer))
                 last_checkpoint = done
     finally:
         processor.learner.close()
     wall = time.perf_counter() - started
     if config.checkpoint_path is not None:
-        save_checkpoint(config.checkpoint_path, processor, consumer.positions)
+        save_checkpoint(config.checkpoint_path, processor, _positions(consumer))
     return build_report(
         processor, dataset, config, wall, processor.evaluator.events_seen - events_at_start
     )
@@ -138,6 +138,14 @@ def write_report(report: dict[str, Any], out_dir: Path) -> Path:
     path = out_dir / "report.json"
     path.write_bytes(orjson.dumps(report, option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY))
     return path
+
+
+def _source(partition: int) -> str:
+    return f"embedded/{partition}"
+
+
+def _positions(consumer: LogConsumer) -> dict[str, int]:
+    return {_source(p): offset for p, offset in enumerate(consumer.positions)}
 
 
 def _plain(value: Any) -> Any:

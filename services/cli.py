@@ -169,6 +169,164 @@ def evaluate_offline(
         out.write_bytes(orjson.dumps(figures, option=orjson.OPT_INDENT_2))
 
 
+@app.command()
+def replay(
+    dataset: Annotated[str, typer.Option(help="MovieLens variant, e.g. ml-1m.")] = "ml-100k",
+    data_dir: DataDirOption = None,
+    topic: Annotated[str | None, typer.Option(help="[default: settings]")] = None,
+    partitions: Annotated[
+        int | None, typer.Option(min=1, help="Partitions when the topic is created.")
+    ] = None,
+    speed: Annotated[
+        float | None,
+        typer.Option(min=0.0, help="Event-time seconds per wall second (3600: an hour a second)."),
+    ] = None,
+    rate: Annotated[float | None, typer.Option(min=0.0, help="Events per second.")] = None,
+    max_speed: Annotated[bool, typer.Option(help="As fast as the broker takes them.")] = False,
+    start_index: Annotated[int, typer.Option(min=0, help="First event (stream order).")] = 0,
+    stop_index: Annotated[int | None, typer.Option(min=0, help="Stop before this event.")] = None,
+    start_time: Annotated[
+        str | None, typer.Option(help="Skip events before this time (ISO 8601 or Unix s).")
+    ] = None,
+    stop_time: Annotated[
+        str | None, typer.Option(help="Stop at this event time (ISO 8601 or Unix s).")
+    ] = None,
+    resume: Annotated[
+        bool, typer.Option(help="Continue where the last replay of this dataset stopped.")
+    ] = False,
+    state_file: Annotated[Path | None, typer.Option(help="Where progress is recorded.")] = None,
+) -> None:
+    """Stream a dataset's ratings in timestamp order into Kafka, keyed by user."""
+    from replay.service import BrokerUnavailableError, DeliveryError, ReplayConfig, Replayer
+
+    settings = _settings(data_dir)
+    if max_speed and (speed is not None or rate is not None):
+        raise typer.BadParameter("--max-speed excludes --speed and --rate")
+    if speed is not None and rate is not None:
+        raise typer.BadParameter("choose one of --speed and --rate")
+    topic = topic or settings.kafka.topic
+    config = ReplayConfig(
+        topic=topic,
+        bootstrap_servers=settings.kafka.bootstrap_servers,
+        partitions=partitions or settings.kafka.partitions,
+        replication_factor=settings.kafka.replication_factor,
+        speed=speed,
+        rate=rate,
+        start_index=start_index,
+        stop_index=stop_index,
+        start_time=_event_time(start_time),
+        stop_time=_event_time(stop_time),
+        state_file=state_file
+        or settings.data.cache_dir.parent / "replay" / f"{dataset}-{topic}.json",
+        resume=resume,
+    )
+    data = _load(dataset, settings)
+    replayer = Replayer(config, dataset)
+    total = (stop_index or len(data.ratings)) - start_index
+    with tqdm(total=total, unit="ev", desc=f"replay {dataset}", dynamic_ncols=True) as bar:
+
+        def progress(sent: int, event_time: float) -> None:
+            bar.update(sent - bar.n)
+            if event_time:
+                clock = time.strftime("%Y-%m-%d %H:%M", time.gmtime(event_time))
+                bar.set_postfix_str(f"event time {clock}", refresh=False)
+
+        try:
+            summary = replayer.run(data.ratings, on_progress=progress)
+        except (BrokerUnavailableError, DeliveryError) as exc:
+            typer.secho(str(exc), fg=typer.colors.RED, err=True)
+            raise typer.Exit(3) from None
+    typer.echo(
+        f"sent {summary.sent:,} ({summary.acknowledged:,} acknowledged) to {topic} in "
+        f"{summary.seconds:.1f} s ({summary.events_per_second:,.0f} events/s); "
+        f"skipped {summary.skipped_bad_rows:,} bad rows, "
+        f"{summary.skipped_already_sent:,} already sent; next index {summary.next_index:,}"
+    )
+    for reason, count in summary.bad_row_reasons.items():
+        typer.echo(f"  bad rows: {count:,} x {reason}", err=True)
+    if summary.interrupted:
+        typer.echo("interrupted: run again with --resume to continue", err=True)
+        raise typer.Exit(130)
+
+
+@app.command()
+def produce(
+    user: Annotated[int, typer.Option(help="User id.")],
+    item: Annotated[int, typer.Option(help="Item id.")],
+    rating: Annotated[float, typer.Option(help="Rating (0.5-5).")],
+    timestamp: Annotated[float | None, typer.Option(help="Unix seconds [default: now].")] = None,
+    topic: Annotated[str | None, typer.Option(help="[default: settings]")] = None,
+) -> None:
+    """Send one rating event to the ratings topic (for manual tests)."""
+    import uuid
+
+    from kafka import KafkaProducer
+    from kafka.errors import KafkaError
+
+    from recsys_stream.events import EventValidationError, RatingEvent, encode
+
+    settings = Settings()
+    try:
+        event = RatingEvent(
+            user,
+            item,
+            rating,
+            timestamp if timestamp is not None else round(time.time(), 3),
+            event_id=str(uuid.uuid4()),
+            source="cli",
+        )
+    except EventValidationError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    try:
+        producer = KafkaProducer(
+            bootstrap_servers=settings.kafka.bootstrap_servers,
+            acks="all",
+            max_block_ms=15_000,
+            request_timeout_ms=15_000,
+        )
+        metadata = producer.send(
+            topic or settings.kafka.topic, value=encode(event), key=str(user).encode()
+        ).get(timeout=15)
+        producer.close()
+    except KafkaError as exc:
+        typer.secho(
+            f"cannot send to Kafka at {settings.kafka.bootstrap_servers}: {exc}",
+            fg=typer.colors.RED,
+            err=True,
+        )
+        raise typer.Exit(3) from None
+    typer.echo(f"sent {event.event_id} to {metadata.topic}/{metadata.partition}@{metadata.offset}")
+
+
+@app.command()
+def trainer(
+    loglevel: Annotated[str, typer.Option(help="debug, info, warning")] = "info",
+) -> None:
+    """Run the Faust trainer: consume the ratings topic, learn, publish (settings from env)."""
+    from services.trainer.app import run_worker
+
+    run_worker(Settings(), loglevel=loglevel)
+
+
+def _event_time(value: str | None) -> float | None:
+    """Unix seconds from a number or an ISO 8601 date/time (UTC unless it says otherwise)."""
+    if value is None:
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        pass
+    from datetime import UTC, datetime
+
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise typer.BadParameter(f"{value!r} is neither Unix seconds nor ISO 8601") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.timestamp()
+
+
 def _load(dataset: str, settings: Settings) -> Dataset:
     """Load a dataset or exit with its one clear error message (no traceback)."""
     try:

@@ -55,6 +55,7 @@ class OnlineLearner:
         self.retrains_completed = 0
         self.last_losses: dict[str, float] = {}
         self._retrain: BackgroundRetrain | None = None
+        self._scoring_cache: tuple[tuple[int, int, int], BatchInputs] | None = None
         self._events_at_last_retrain = 0
         self._time_of_last_retrain = time.monotonic()
         # Held while the model is read or replaced, so a retrained model swaps in atomically.
@@ -147,8 +148,15 @@ class OnlineLearner:
     # ------------------------------------------------------------------------- scoring
 
     def _scoring_inputs(self, batch: EventBatch) -> BatchInputs:
+        # The evaluator asks for ranking scores and rating predictions of the same batch before
+        # learning it: build its inputs once.
+        key = (id(batch), self.events_learned, self.version)
+        if self._scoring_cache is not None and self._scoring_cache[0] == key:
+            return self._scoring_cache[1]
         users, items = self.features.rows(batch)
-        return self.features.inputs(batch, users, items, self.device, with_exclusions=False)
+        inputs = self.features.inputs(batch, users, items, self.device, with_exclusions=False)
+        self._scoring_cache = (key, inputs)
+        return inputs
 
     def rank_scores(self, query: RankingQuery) -> torch.Tensor:
         """Scores of the catalogue for some rows of a batch (the evaluator's protocol)."""
@@ -160,10 +168,17 @@ class OnlineLearner:
             catalog_rows = torch.as_tensor(
                 self.features.items.lookup(query.catalog_ids), device=self.device
             )
-        known = catalog_rows >= 0
         # Items the model never learned (new in this batch) score as an unseen item would.
         out = torch.zeros(len(query.rows), len(catalog_rows), device=self.device)
-        out[:, known] = scores[:, catalog_rows[known]]
+        n_known = scores.shape[1]
+        if len(catalog_rows) >= n_known and bool(
+            (catalog_rows[:n_known] == torch.arange(n_known, device=self.device)).all()
+        ):
+            # The usual case: the catalogue lists items in the order this learner met them.
+            out[:, :n_known] = scores
+        else:
+            known = catalog_rows >= 0
+            out[:, known] = scores[:, catalog_rows[known]]
         return out
 
     def predict_ratings(self, batch: EventBatch) -> npt.NDArray[np.float32]:

@@ -1,0 +1,233 @@
+"""The streaming path on this machine, Kafka on the same machine.
+
+1. The replay producer alone: MovieLens 100K at maximum speed into a fresh topic.
+2. End to end: the trainer (its own process, as deployed) is up and idle, MovieLens 100K is
+   replayed at maximum speed, and the clock stops when the trainer has learned every event. The
+   same topic is then read by a bare aiokafka consumer that only decodes each message: the
+   ratio between the two is the cost of learning.
+3. Freshness: a steady 1,000 events/s for 20 s into a fresh topic with a trainer running; the
+   trainer measures, per event, the time from the producer's timestamp to the end of the
+   micro-batch that learned it.
+
+Kafka comes from KAFKA_BOOTSTRAP_SERVERS, or is started and stopped here as `make test` does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib.util
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+from common import Result, data_dir, save
+
+from recsys_stream.data import load_dataset
+from recsys_stream.events import decode
+from replay.service import ReplayConfig, Replayer
+
+ROOT = Path(__file__).resolve().parents[1]
+COMMAND = ".venv/bin/python benchmarks/bench_streaming.py (make bench)"
+DATA = "MovieLens 100K u.data (100,000 events), Kafka 3.9 on the same machine, 3 partitions"
+
+
+@contextlib.contextmanager
+def kafka() -> Iterator[str]:
+    spec = importlib.util.spec_from_file_location(
+        "recsys_test_services", ROOT / "scripts" / "test_services.py"
+    )
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    with module.provide_kafka() as servers:
+        yield servers
+
+
+class TrainerProcess:
+    def __init__(self, servers: str, topic: str, workdir: Path) -> None:
+        self.status_path = workdir / f"{topic}.status.json"
+        env = {
+            **os.environ,
+            "KAFKA_BOOTSTRAP_SERVERS": servers,
+            "RECSYS_KAFKA__TOPIC": topic,
+            "RECSYS_KAFKA__DEAD_LETTER_TOPIC": f"{topic}.dead-letter",
+            "RECSYS_TRAINER__APP_ID": f"bench-{topic}",
+            "RECSYS_TRAINER__CHECKPOINT_PATH": str(workdir / f"{topic}.ckpt"),
+            "RECSYS_TRAINER__STATUS_PATH": str(self.status_path),
+            "PYTHONPATH": str(ROOT),
+        }
+        self.log = (workdir / f"{topic}.log").open("wb")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "services.trainer"],
+            cwd=ROOT,
+            env=env,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+        )
+
+    def status(self) -> dict[str, Any]:
+        try:
+            status: dict[str, Any] = orjson.loads(self.status_path.read_bytes())
+        except (FileNotFoundError, orjson.JSONDecodeError):
+            return {}
+        return status if status.get("pid") == self.process.pid else {}
+
+    def wait(self, predicate: Any, timeout: float = 600) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError("the trainer exited")
+            status = self.status()
+            if status and predicate(status):
+                return status
+            time.sleep(0.01)
+        raise TimeoutError(f"trainer status {self.status()}")
+
+    def stop(self) -> None:
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+        self.log.close()
+
+
+async def _bare_consumer(servers: str, topic: str, total: int) -> float:
+    from aiokafka import AIOKafkaConsumer
+
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=servers,
+        auto_offset_reset="earliest",
+        group_id=f"bare-{uuid.uuid4().hex[:6]}",
+        enable_auto_commit=False,
+    )
+    await consumer.start()
+    seen = 0
+    started = time.perf_counter()
+    try:
+        while seen < total:
+            for records in (await consumer.getmany(timeout_ms=500, max_records=5000)).values():
+                for record in records:
+                    decode(record.value)
+                    seen += 1
+    finally:
+        await consumer.stop()
+    return total / (time.perf_counter() - started)
+
+
+def main() -> int:
+    root = data_dir()
+    if root is None or not (root / "ml-100k").is_dir():
+        save(
+            "streaming",
+            [
+                Result(
+                    "streaming",
+                    None,
+                    "events/s",
+                    "",
+                    None,
+                    COMMAND,
+                    DATA,
+                    note="skipped: RECSYS_DATA_DIR has no ml-100k/",
+                )
+            ],
+        )
+        return 0
+    ratings = load_dataset("ml-100k", data_dir=root, allow_download=False).ratings
+    total = len(ratings)
+    results: list[Result] = []
+    with kafka() as servers, tempfile.TemporaryDirectory() as work:
+        workdir = Path(work)
+        # 1. The producer alone.
+        topic = f"bench-produce-{uuid.uuid4().hex[:6]}"
+        summary = Replayer(ReplayConfig(topic=topic, bootstrap_servers=servers), "ml-100k").run(
+            ratings
+        )
+        results.append(
+            Result(
+                "replay producer alone (max speed)",
+                summary.events_per_second,
+                "events/s",
+                ">= 50,000",
+                summary.events_per_second >= 50_000,
+                COMMAND,
+                DATA,
+                note="kafka-python idempotent producer, lz4, acks=all",
+            )
+        )
+        # 2. End to end.
+        topic = f"bench-e2e-{uuid.uuid4().hex[:6]}"
+        Replayer(ReplayConfig(topic=topic, bootstrap_servers=servers), "ml-100k").run(
+            ratings.iloc[:0]
+        )  # creates the topic, so the trainer subscribes before the clock starts
+        trainer = TrainerProcess(servers, topic, workdir)
+        try:
+            trainer.wait(lambda s: True, timeout=300)  # up and idle
+            started = time.perf_counter()
+            Replayer(ReplayConfig(topic=topic, bootstrap_servers=servers), "ml-100k").run(ratings)
+            trainer.wait(lambda s: s["events_learned"] >= total)
+            end_to_end = total / (time.perf_counter() - started)
+        finally:
+            trainer.stop()
+        bare = asyncio.run(_bare_consumer(servers, topic, total))
+        results.append(
+            Result(
+                "end to end: replay at max speed until the trainer learned every event",
+                end_to_end,
+                "events/s",
+                ">= 30,000 and >= 0.5x bare consumer",
+                end_to_end >= 30_000 and end_to_end >= 0.5 * bare,
+                COMMAND,
+                DATA,
+                baseline=f"{end_to_end / bare:.2f}x a bare aiokafka consumer that only decodes "
+                f"({bare:,.0f} events/s)",
+                note="trainer evaluates prequentially and learns; no baselines",
+            )
+        )
+        # 3. Freshness at a steady 1,000 events/s.
+        topic = f"bench-fresh-{uuid.uuid4().hex[:6]}"
+        Replayer(ReplayConfig(topic=topic, bootstrap_servers=servers), "ml-100k").run(
+            ratings.iloc[:0]
+        )
+        trainer = TrainerProcess(servers, topic, workdir)
+        try:
+            trainer.wait(lambda s: True, timeout=300)
+            steady = ratings.iloc[:20_000]
+            Replayer(
+                ReplayConfig(topic=topic, bootstrap_servers=servers, rate=1000.0), "ml-100k"
+            ).run(steady)
+            status = trainer.wait(lambda s: s["events_learned"] >= len(steady))
+        finally:
+            trainer.stop()
+        p50, p99 = status["freshness_p50_s"] * 1000, status["freshness_p99_s"] * 1000
+        results.append(
+            Result(
+                "freshness at 1,000 events/s, p99 (produce -> learned)",
+                p99,
+                "ms",
+                "<= 250 ms",
+                p99 <= 250,
+                COMMAND,
+                "MovieLens 100K, first 20,000 events at 1,000 events/s",
+                note=f"p50 {p50:.0f} ms; over the last 10,000 events",
+            )
+        )
+    save("streaming", results)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

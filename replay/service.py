@@ -1,0 +1,423 @@
+"""The replay service: a dataset's ratings, in timestamp order, into a Kafka topic.
+
+Events are keyed by user id, so one user's events keep their order in one partition, and carry
+an ``event_id`` of ``<dataset>:<index>`` (the position in stream order). The producer is
+idempotent, batches and compresses. Pacing is by event time (``speed``: event-time seconds per
+wall second), by rate (events per second) or none (``max_speed``).
+
+Resuming sends every event exactly once. A state file records the contiguous prefix of
+acknowledged events and, per partition, the offset after the last acknowledged event of that
+prefix. Events past the prefix may have been written too (acknowledgements arrive out of order
+across partitions); because each partition holds its events in index order, reading each
+partition from the recorded offset to its end tells exactly which of them were written, and
+those are skipped.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pandas as pd
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.admin import KafkaAdminClient, NewTopic
+from kafka.errors import KafkaError, TopicAlreadyExistsError
+from kafka.partitioner.default import murmur2
+
+from recsys_stream.events import EventValidationError, RatingEvent, encode
+
+log = logging.getLogger(__name__)
+
+
+_CHUNK = 8192
+"""Events prepared at a time; the producer is flushed and the state saved after each chunk."""
+_SETTLE_EVERY_S = 1.0
+
+
+class _StopRequestedError(Exception):
+    """Raised inside the send loop when a stop is requested or the stop time is reached."""
+
+
+class DeliveryError(RuntimeError):
+    """The broker did not take an event (after the producer's retries)."""
+
+
+class BrokerUnavailableError(RuntimeError):
+    """Kafka could not be reached within the configured wait."""
+
+
+@dataclass(frozen=True)
+class ReplayConfig:
+    """What to send where, how fast, and from where to where."""
+
+    topic: str
+    bootstrap_servers: str
+    partitions: int = 3
+    replication_factor: int = 1
+    speed: float | None = None
+    """Event-time seconds per wall-clock second (3600: an hour of ratings per second)."""
+    rate: float | None = None
+    """Events per wall-clock second."""
+    start_index: int = 0
+    stop_index: int | None = None
+    start_time: float | None = None
+    """Skip events before this event time (Unix seconds)."""
+    stop_time: float | None = None
+    """Stop before events at or after this event time."""
+    state_file: Path | None = None
+    resume: bool = False
+    compression: str | None = "lz4"
+    linger_ms: int = 20
+    batch_bytes: int = 256 * 1024
+    connect_timeout_s: float = 15.0
+
+    def __post_init__(self) -> None:
+        if self.speed is not None and self.rate is not None:
+            raise ValueError("choose one of speed and rate (or neither for maximum speed)")
+        for name in ("speed", "rate"):
+            value = getattr(self, name)
+            if value is not None and value <= 0:
+                raise ValueError(f"{name} must be positive")
+
+
+@dataclass
+class ReplaySummary:
+    """What a replay did."""
+
+    sent: int = 0
+    acknowledged: int = 0
+    skipped_bad_rows: int = 0
+    skipped_already_sent: int = 0
+    failed: int = 0
+    next_index: int = 0
+    interrupted: bool = False
+    seconds: float = 0.0
+    bad_row_reasons: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def events_per_second(self) -> float:
+        return self.sent / self.seconds if self.seconds > 0 else 0.0
+
+
+def partition_of(key: bytes, partitions: int) -> int:
+    """Kafka's default partition of a key (murmur2, as the Java client computes it)."""
+    return (murmur2(key) & 0x7FFFFFFF) % partitions
+
+
+def ensure_topic(config: ReplayConfig) -> int:
+    """Create the topic when missing; returns its number of partitions."""
+    try:
+        admin = KafkaAdminClient(
+            bootstrap_servers=config.bootstrap_servers,
+            request_timeout_ms=int(config.connect_timeout_s * 1000),
+            bootstrap_timeout_ms=int(config.connect_timeout_s * 1000),
+            client_id="recsys-replay-admin",
+        )
+    except KafkaError as exc:
+        raise BrokerUnavailableError(
+            f"cannot reach Kafka at {config.bootstrap_servers} within "
+            f"{config.connect_timeout_s:.0f} s ({exc})"
+        ) from None
+    try:
+        admin.create_topics(
+            [NewTopic(config.topic, config.partitions, config.replication_factor)],
+            timeout_ms=int(config.connect_timeout_s * 1000),
+        )
+    except TopicAlreadyExistsError:
+        pass
+    finally:
+        admin.close()
+    consumer = KafkaConsumer(bootstrap_servers=config.bootstrap_servers)
+    try:
+        deadline = time.monotonic() + config.connect_timeout_s
+        while (partitions := consumer.partitions_for_topic(config.topic)) is None:
+            if time.monotonic() > deadline:
+                raise BrokerUnavailableError(f"topic {config.topic} has no metadata yet")
+            time.sleep(0.1)
+        return len(partitions)
+    finally:
+        consumer.close()
+
+
+class Replayer:
+    """Sends a ratings frame (in stream order) to Kafka as :class:`RatingEvent` messages."""
+
+    def __init__(self, config: ReplayConfig, dataset_name: str) -> None:
+        self.config = config
+        self.dataset_name = dataset_name
+        self._stop = threading.Event()
+
+    def stop(self) -> None:
+        """Ask a running replay to stop after flushing (thread-safe)."""
+        self._stop.set()
+
+    # ------------------------------------------------------------------ state file
+
+    def _load_state(self) -> dict[str, Any] | None:
+        path = self.config.state_file
+        if not self.config.resume or path is None or not path.exists():
+            return None
+        state: dict[str, Any] = orjson.loads(path.read_bytes())
+        if state.get("dataset") != self.dataset_name or state.get("topic") != self.config.topic:
+            raise ValueError(
+                f"{path} records a replay of {state.get('dataset')} into {state.get('topic')}, "
+                f"not of {self.dataset_name} into {self.config.topic}"
+            )
+        return state
+
+    def _save_state(self, next_index: int, scan_from: dict[int, int]) -> None:
+        path = self.config.state_file
+        if path is None:
+            return
+        state = {
+            "dataset": self.dataset_name,
+            "topic": self.config.topic,
+            "next_index": next_index,
+            "scan_from": {str(p): o for p, o in scan_from.items()},
+            "updated_at": time.time(),
+        }
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = path.with_name(f".{path.name}.tmp")
+        temporary.write_bytes(orjson.dumps(state))
+        os.replace(temporary, path)
+
+    def _already_written(self, scan_from: dict[int, int]) -> dict[int, int]:
+        """Per partition, the highest index of this dataset written from ``scan_from`` on."""
+        consumer = KafkaConsumer(
+            bootstrap_servers=self.config.bootstrap_servers,
+            enable_auto_commit=False,
+            consumer_timeout_ms=int(self.config.connect_timeout_s * 1000),
+        )
+        highest: dict[int, int] = {}
+        prefix = f"{self.dataset_name}:"
+        try:
+            partitions = [TopicPartition(self.config.topic, p) for p in scan_from]
+            consumer.assign(partitions)
+            ends = consumer.end_offsets(partitions)
+            for tp in partitions:
+                consumer.seek(tp, scan_from[tp.partition])
+            remaining = {tp for tp in partitions if ends[tp] > scan_from[tp.partition]}
+            deadline = time.monotonic() + 60
+            while remaining and time.monotonic() < deadline:
+                for tp, records in consumer.poll(timeout_ms=500).items():
+                    for record in records:
+                        try:
+                            event_id = orjson.loads(record.value).get("event_id") or ""
+                        except (orjson.JSONDecodeError, AttributeError):
+                            event_id = ""
+                        if isinstance(event_id, str) and event_id.startswith(prefix):
+                            index = int(event_id[len(prefix) :])
+                            highest[tp.partition] = max(highest.get(tp.partition, -1), index)
+                        if record.offset + 1 >= ends[tp]:
+                            remaining.discard(tp)
+            if remaining:
+                raise BrokerUnavailableError("could not read the topic's tail to resume")
+        finally:
+            consumer.close()
+        return highest
+
+    # ------------------------------------------------------------------------ replay
+
+    def run(
+        self,
+        ratings: pd.DataFrame,
+        on_progress: Callable[[int, float], None] | None = None,
+    ) -> ReplaySummary:
+        """Send the selected events; returns what was sent (also when stopped or interrupted).
+
+        Sending runs in chunks: between two chunks the producer is flushed, every send of the
+        chunk is checked, and the state file records how far the acknowledged prefix goes.
+        """
+        config = self.config
+        partitions = ensure_topic(config)
+        state = self._load_state()
+        start = config.start_index
+        already: dict[int, int] = {}
+        if state is not None:
+            start = max(start, int(state["next_index"]))
+            scan_from = {int(p): int(o) for p, o in state["scan_from"].items()}
+            scan_from.update({p: 0 for p in range(partitions) if p not in scan_from})
+            already = self._already_written(scan_from)
+        else:
+            scan_from = self._end_offsets(partitions)
+        summary = ReplaySummary(next_index=start)
+        producer = self._producer()
+        stop = len(ratings) if config.stop_index is None else min(config.stop_index, len(ratings))
+        first_time = float(ratings["timestamp"].iloc[start]) if start < stop else 0.0
+        partition_of_user: dict[int, int] = {}
+        started = time.monotonic()
+        next_index = start  # every event before it is settled (sent and acknowledged, or skipped)
+        pending: list[tuple[int, Any]] = []
+        last_settled = started
+        try:
+            for chunk_start in range(start, stop, _CHUNK):
+                chunk_stop = min(chunk_start + _CHUNK, stop)
+                for index, user, timestamp, payload in self._prepare(
+                    ratings, chunk_start, chunk_stop, summary
+                ):
+                    if self._stop.is_set() or (
+                        config.stop_time is not None and timestamp >= config.stop_time
+                    ):
+                        raise _StopRequestedError
+                    partition = partition_of_user.get(user)
+                    if partition is None:
+                        partition = partition_of(str(user).encode(), partitions)
+                        partition_of_user[user] = partition
+                    if index <= already.get(partition, -1):
+                        summary.skipped_already_sent += 1
+                        continue
+                    self._pace(timestamp - first_time, summary.sent, started)
+                    future = producer.send(
+                        config.topic, value=payload, key=str(user).encode(), partition=partition
+                    )
+                    pending.append((index, future))
+                    summary.sent += 1
+                    if on_progress is not None and summary.sent % 256 == 0:
+                        on_progress(summary.sent, timestamp)
+                    if time.monotonic() - last_settled >= _SETTLE_EVERY_S:
+                        # A slow (paced) replay records its progress at least every second.
+                        next_index = self._settle_and_save(
+                            producer, pending, scan_from, summary, index + 1
+                        )
+                        last_settled = time.monotonic()
+                next_index = self._settle_and_save(
+                    producer, pending, scan_from, summary, chunk_stop
+                )
+                last_settled = time.monotonic()
+        except (_StopRequestedError, KeyboardInterrupt):
+            summary.interrupted = True
+            last_sent = pending[-1][0] + 1 if pending else next_index
+            failed = self._settle(producer, pending, scan_from, summary)
+            next_index = last_sent if failed is None else failed
+            self._save_state(next_index, scan_from)
+        finally:
+            producer.close()
+        summary.seconds = time.monotonic() - started
+        summary.next_index = next_index
+        if on_progress is not None:
+            on_progress(summary.sent, 0.0)
+        return summary
+
+    def _settle_and_save(
+        self,
+        producer: KafkaProducer,
+        pending: list[tuple[int, Any]],
+        scan_from: dict[int, int],
+        summary: ReplaySummary,
+        settled_until: int,
+    ) -> int:
+        """Settle the pending sends; record that every event before ``settled_until`` is done
+        (or, on a failure, stop there)."""
+        failed = self._settle(producer, pending, scan_from, summary)
+        next_index = settled_until if failed is None else failed
+        self._save_state(next_index, scan_from)
+        if failed is not None:
+            raise DeliveryError(f"event {failed} could not be delivered; resume to retry from it")
+        return next_index
+
+    def _settle(
+        self,
+        producer: KafkaProducer,
+        pending: list[tuple[int, Any]],
+        scan_from: dict[int, int],
+        summary: ReplaySummary,
+    ) -> int | None:
+        """Flush, check every send and advance ``scan_from``; the first index that failed."""
+        producer.flush()
+        for index, future in pending:
+            if future.failed():
+                summary.failed += 1
+                log.error("event %d was not delivered: %s", index, future.exception)
+                return index
+            metadata = future.value
+            scan_from[metadata.partition] = metadata.offset + 1
+            summary.acknowledged += 1
+        pending.clear()
+        return None
+
+    def _prepare(
+        self, ratings: pd.DataFrame, start: int, stop: int, summary: ReplaySummary
+    ) -> list[tuple[int, int, float, bytes]]:
+        """(index, user, event time, encoded event) of the valid rows of a chunk."""
+        config = self.config
+        part = ratings.iloc[start:stop]
+        rows = []
+        for offset, (user, item, rating, timestamp) in enumerate(
+            zip(
+                part["user_id"].to_numpy().tolist(),
+                part["item_id"].to_numpy().tolist(),
+                part["rating"].to_numpy().tolist(),
+                part["timestamp"].to_numpy().tolist(),
+                strict=True,
+            )
+        ):
+            index = start + offset
+            if config.start_time is not None and timestamp < config.start_time:
+                continue
+            try:
+                event = RatingEvent(
+                    user,
+                    item,
+                    rating,
+                    timestamp,
+                    event_id=f"{self.dataset_name}:{index}",
+                    source="replay",
+                )
+            except EventValidationError as exc:
+                summary.skipped_bad_rows += 1
+                reason = str(exc)
+                summary.bad_row_reasons[reason] = summary.bad_row_reasons.get(reason, 0) + 1
+                log.warning("row %d skipped: %s", index, exc)
+                continue
+            rows.append((index, user, float(timestamp), encode(event)))
+        return rows
+
+    def _producer(self) -> KafkaProducer:
+        config = self.config
+        try:
+            return KafkaProducer(
+                bootstrap_servers=config.bootstrap_servers,
+                client_id="recsys-replay",
+                enable_idempotence=True,
+                acks="all",
+                linger_ms=config.linger_ms,
+                batch_size=config.batch_bytes,
+                compression_type=config.compression,
+                max_in_flight_requests_per_connection=5,
+                request_timeout_ms=int(config.connect_timeout_s * 1000),
+                bootstrap_timeout_ms=int(config.connect_timeout_s * 1000),
+                max_block_ms=int(config.connect_timeout_s * 1000),
+            )
+        except KafkaError as exc:
+            raise BrokerUnavailableError(
+                f"cannot reach Kafka at {config.bootstrap_servers} within "
+                f"{config.connect_timeout_s:.0f} s ({exc})"
+            ) from None
+
+    def _end_offsets(self, partitions: int) -> dict[int, int]:
+        consumer = KafkaConsumer(bootstrap_servers=self.config.bootstrap_servers)
+        try:
+            tps = [TopicPartition(self.config.topic, p) for p in range(partitions)]
+            return {tp.partition: offset for tp, offset in consumer.end_offsets(tps).items()}
+        finally:
+            consumer.close()
+
+    def _pace(self, event_seconds: float, sent: int, started: float) -> None:
+        """Wait until this event is due: by rate, or by event time at the given speed."""
+        config = self.config
+        if config.rate is not None:
+            due = started + sent / config.rate
+        elif config.speed is not None:
+            due = started + event_seconds / config.speed
+        else:
+            return
+        delay = due - time.monotonic()
+        if delay > 0:
+            self._stop.wait(delay)

@@ -1,0 +1,116 @@
+"""The Faust trainer: Kafka in, the online learner in the middle, results out.
+
+One agent consumes the ratings topic in micro-batches (``noack_take``: Faust does not
+acknowledge on its own), hands each batch to :class:`TrainerCore` on a worker thread (so the
+event loop keeps heart-beating while the model learns), sends invalid messages to the
+dead-letter topic with their reason, and acknowledges the batch's messages only after a
+checkpoint that includes them is written. Run it with ``recsys-stream trainer``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import faust
+
+from recsys_stream.pipeline import OutputSink
+from recsys_stream.settings import Settings
+from services.trainer.worker import Message, TrainerCore
+
+log = logging.getLogger(__name__)
+
+
+def create_app(settings: Settings, sink: OutputSink | None = None) -> faust.App:
+    """A Faust app (not started) that trains on ``settings.kafka.topic``."""
+    kafka, trainer = settings.kafka, settings.trainer
+    app = faust.App(
+        trainer.app_id,
+        broker=[f"kafka://{server}" for server in kafka.bootstrap_servers.split(",")],
+        value_serializer="raw",
+        key_serializer="raw",
+        store="memory://",
+        web_enabled=False,
+        topic_partitions=kafka.partitions,
+        topic_replication_factor=kafka.replication_factor,
+        consumer_auto_offset_reset="earliest",
+        # Offsets of acknowledged messages only; acknowledged means checkpointed.
+        broker_commit_interval=1.0,
+        # A killed worker's partitions are handed over after this long, not after a minute.
+        broker_session_timeout=10.0,
+        broker_heartbeat_interval=2.0,
+    )
+    ratings = app.topic(kafka.topic, value_type=bytes, key_type=bytes)
+    dead_letters = app.topic(kafka.dead_letter_topic, value_type=bytes, key_type=bytes)
+    core = TrainerCore(settings, sink)
+    core.restore()  # before consuming: the positions decide what is skipped
+    executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="learner")
+    unacknowledged: list[Any] = []
+
+    async def checkpoint() -> None:
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(executor, core.save_checkpoint)
+        for event in unacknowledged:
+            event.ack()
+        unacknowledged.clear()
+
+    @app.agent(ratings)
+    async def learn(stream: faust.StreamT[bytes]) -> None:
+        loop = asyncio.get_running_loop()
+        status_written = 0.0
+        async for events in stream.noack_take(settings.stream.batch_size, trainer.batch_timeout_s):
+            messages = [
+                Message(
+                    event.message.topic,
+                    event.message.partition,
+                    event.message.offset,
+                    event.value,
+                    event.message.timestamp,
+                )
+                for event in events
+            ]
+            handled = await loop.run_in_executor(executor, core.handle, messages)
+            for letter in handled.dead_letters:
+                await dead_letters.send(
+                    value=letter.payload or b"",
+                    headers=[
+                        ("reason", letter.reason.encode()),
+                        ("source", letter.source.encode()),
+                        ("failed_at", str(time.time()).encode()),
+                    ],
+                )
+            unacknowledged.extend(events)
+            if core.checkpoint_due():
+                await checkpoint()
+            if trainer.status_path is not None and time.monotonic() - status_written > 0.2:
+                core.write_status(trainer.status_path)
+                status_written = time.monotonic()
+
+    @app.timer(interval=max(1.0, trainer.checkpoint_every_seconds / 4))
+    async def checkpoint_when_idle() -> None:
+        # A quiet topic still gets its tail checkpointed (and acknowledged).
+        if core.checkpoint_due():
+            await checkpoint()
+        if trainer.status_path is not None:
+            core.write_status(trainer.status_path)
+
+    @app.on_before_shutdown.connect
+    async def _flush(_app: faust.App, **_: Any) -> None:
+        if core.learned_since_checkpoint:
+            await checkpoint()
+        if trainer.status_path is not None:
+            core.write_status(trainer.status_path)
+        core.close()
+
+    app.trainer_core = core  # for tests and the API in embedded use
+    return app
+
+
+def run_worker(settings: Settings, loglevel: str = "info") -> None:
+    """Run the trainer until it is stopped (SIGINT/SIGTERM shut it down cleanly)."""
+    app = create_app(settings)
+    worker = faust.Worker(app, loglevel=loglevel, quiet=True)
+    worker.execute_from_commandline()

@@ -1,0 +1,340 @@
+"""The streaming path against a real Kafka broker: replay, trainer, dead letters, crashes."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pandas as pd
+import pytest
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from typer.testing import CliRunner
+
+from recsys_stream.data import generate_synthetic, load_dataset
+from replay.service import BrokerUnavailableError, ReplayConfig, Replayer, ensure_topic
+from services.cli import app
+
+pytestmark = pytest.mark.integration
+ROOT = Path(__file__).resolve().parents[2]
+EVENTS = 20_000
+
+
+@pytest.fixture(scope="module")
+def ratings() -> pd.DataFrame:
+    """A 20k-event slice of MovieLens 100K when RECSYS_DATA_DIR has it, else a synthetic one."""
+    root = os.environ.get("RECSYS_DATA_DIR")
+    if root and (Path(root) / "ml-100k").is_dir():
+        frame = load_dataset("ml-100k", data_dir=Path(root), allow_download=False).ratings
+    else:
+        frame = generate_synthetic(EVENTS, n_users=300, n_items=500, seed=4).ratings
+    return frame.iloc[:EVENTS].reset_index(drop=True)
+
+
+def _topic() -> str:
+    return f"ratings-{uuid.uuid4().hex[:8]}"
+
+
+def _replay(
+    servers: str, topic: str, frame: pd.DataFrame, state: Path | None = None, **options: Any
+) -> Any:
+    config = ReplayConfig(topic=topic, bootstrap_servers=servers, state_file=state, **options)
+    return Replayer(config, "test").run(frame)
+
+
+def _read_all(servers: str, topic: str) -> list[Any]:
+    """Every message of the topic, read to the end offsets (no sleeps: a bounded poll loop)."""
+    consumer = KafkaConsumer(bootstrap_servers=servers, enable_auto_commit=False)
+    try:
+        partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic)]
+        consumer.assign(partitions)
+        consumer.seek_to_beginning(*partitions)
+        ends = consumer.end_offsets(partitions)
+        records: list[Any] = []
+        deadline = time.monotonic() + 60
+        while any(consumer.position(tp) < ends[tp] for tp in partitions):
+            assert time.monotonic() < deadline, "could not read the topic to its end"
+            for batch in consumer.poll(timeout_ms=500).values():
+                records.extend(batch)
+        return records
+    finally:
+        consumer.close()
+
+
+class Trainer:
+    """The trainer as its own process, as deployed: ``python -m services.trainer``."""
+
+    def __init__(self, servers: str, topic: str, workdir: Path, **settings: str) -> None:
+        self.status_path = workdir / "status.json"
+        self.env = {
+            **os.environ,
+            "KAFKA_BOOTSTRAP_SERVERS": servers,
+            "RECSYS_KAFKA__TOPIC": topic,
+            "RECSYS_KAFKA__DEAD_LETTER_TOPIC": f"{topic}.dead-letter",
+            "RECSYS_TRAINER__APP_ID": f"trainer-{topic}",
+            "RECSYS_TRAINER__CHECKPOINT_PATH": str(workdir / "trainer.ckpt"),
+            "RECSYS_TRAINER__STATUS_PATH": str(self.status_path),
+            "RECSYS_LEARNER__DEVICE": "cpu",
+            "PYTHONPATH": str(ROOT),
+            **settings,
+        }
+        self.log = workdir / "trainer.log"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        with self.log.open("ab") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "services.trainer"],
+                cwd=ROOT,
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+
+    def status(self) -> dict[str, Any]:
+        try:
+            status: dict[str, Any] = orjson.loads(self.status_path.read_bytes())
+        except (FileNotFoundError, orjson.JSONDecodeError):
+            return {}
+        return status
+
+    def wait_for(self, condition: Callable[[dict[str, Any]], bool], timeout: float = 240) -> dict:
+        """Poll the status file until ``condition`` holds for this process's status."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert self.process is not None
+            if self.process.poll() is not None:
+                raise AssertionError(f"trainer exited: {self.log.read_text()[-3000:]}")
+            status = self.status()
+            if status.get("pid") == self.process.pid and condition(status):
+                return status
+            time.sleep(0.05)  # polling interval of a deadline loop, not a synchronisation
+        raise AssertionError(f"timed out; last status {self.status()}; log {self.log}")
+
+    def kill(self) -> None:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait(timeout=30)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+@pytest.fixture
+def trainers(tmp_path: Path) -> Iterator[list[Trainer]]:
+    started: list[Trainer] = []
+    yield started
+    for trainer in started:
+        trainer.stop()
+
+
+def test_the_trainer_learns_every_replayed_event(
+    kafka_bootstrap_servers: str, ratings: pd.DataFrame, tmp_path: Path, trainers: list[Trainer]
+) -> None:
+    topic = _topic()
+    summary = _replay(kafka_bootstrap_servers, topic, ratings, partitions=3)
+    assert summary.sent == summary.acknowledged == EVENTS
+    trainer = Trainer(kafka_bootstrap_servers, topic, tmp_path)
+    trainers.append(trainer)
+    trainer.start()
+    status = trainer.wait_for(lambda s: s["events_learned"] >= EVENTS)
+    assert status["events_learned"] == EVENTS
+    assert status["events_evaluated"] == EVENTS
+    assert sum(status["positions"].values()) == EVENTS
+    trainer.stop()
+    assert trainer.process is not None
+    assert trainer.process.returncode == 0
+
+
+def test_a_trainer_killed_mid_stream_learns_every_event_exactly_once(
+    kafka_bootstrap_servers: str, ratings: pd.DataFrame, tmp_path: Path, trainers: list[Trainer]
+) -> None:
+    topic = _topic()
+    _replay(kafka_bootstrap_servers, topic, ratings, partitions=3)
+    trainer = Trainer(
+        kafka_bootstrap_servers, topic, tmp_path, RECSYS_TRAINER__CHECKPOINT_EVERY_EVENTS="3000"
+    )
+    trainers.append(trainer)
+    trainer.start()
+    before = trainer.wait_for(lambda s: s["events_learned"] >= 7_000)
+    trainer.kill()
+    assert before["events_learned"] < EVENTS, "the stream was over before the kill"
+    trainer.start()
+    after = trainer.wait_for(lambda s: s["events_learned"] >= EVENTS)
+    # Learned once each: the count stops exactly at the number of events, and each partition's
+    # position is its end offset.
+    assert after["events_learned"] == EVENTS
+    assert after["events_evaluated"] == EVENTS
+    consumer = KafkaConsumer(bootstrap_servers=kafka_bootstrap_servers)
+    partitions = [TopicPartition(topic, p) for p in range(3)]
+    ends = consumer.end_offsets(partitions)
+    consumer.close()
+    assert after["positions"] == {f"{topic}/{tp.partition}": ends[tp] for tp in partitions}
+
+
+def test_malformed_messages_go_to_the_dead_letter_topic(
+    kafka_bootstrap_servers: str, tmp_path: Path, trainers: list[Trainer]
+) -> None:
+    topic = _topic()
+    ensure_topic(ReplayConfig(topic=topic, bootstrap_servers=kafka_bootstrap_servers))
+    good = [
+        orjson.dumps({"user_id": u, "item_id": 10 + u % 7, "rating": 4.0, "timestamp": 1000 + u})
+        for u in range(50)
+    ]
+    bad = [
+        b"{not json",
+        b'{"user_id": 1, "item_id": 2}',
+        b'{"user_id": -1, "item_id": 2, "rating": 4, "timestamp": 1}',
+        b'{"user_id": 1, "item_id": 2, "rating": 99, "timestamp": 1}',
+    ]
+    producer = KafkaProducer(bootstrap_servers=kafka_bootstrap_servers)
+    for n, payload in enumerate(good[:25] + bad + good[25:]):
+        producer.send(topic, value=payload, key=b"k", partition=n % 3)
+    producer.flush()
+    producer.close()
+    trainer = Trainer(kafka_bootstrap_servers, topic, tmp_path)
+    trainers.append(trainer)
+    trainer.start()
+    status = trainer.wait_for(lambda s: s["events_learned"] >= 50 and s["dead_letters"] >= 4)
+    assert status["events_learned"] == 50
+    assert status["dead_letters"] == 4
+    letters = _read_all(kafka_bootstrap_servers, f"{topic}.dead-letter")
+    assert sorted(record.value for record in letters) == sorted(bad)
+    reasons = [dict(record.headers)["reason"].decode() for record in letters]
+    assert any("not valid JSON" in reason for reason in reasons)
+    assert any("missing required field" in reason for reason in reasons)
+    assert any("rating: must be between" in reason for reason in reasons)
+    assert all(dict(record.headers)["source"].startswith(topic.encode()) for record in letters)
+
+
+def test_a_replay_killed_and_resumed_sends_every_event_exactly_once(
+    kafka_bootstrap_servers: str, ratings: pd.DataFrame, tmp_path: Path
+) -> None:
+    topic = _topic()
+    data_dir = tmp_path / "data" / "ml-latest-small"
+    data_dir.mkdir(parents=True)
+    frame = ratings.iloc[:6000]
+    frame.rename(columns={"user_id": "userId", "item_id": "movieId"}).to_csv(
+        data_dir / "ratings.csv", index=False
+    )
+    (data_dir / "movies.csv").write_text("movieId,title,genres\n")
+    state = tmp_path / "replay-state.json"
+    command = [
+        sys.executable,
+        "-m",
+        "services.cli",
+        "replay",
+        "--dataset",
+        "ml-latest-small",
+        "--data-dir",
+        str(tmp_path / "data"),
+        "--topic",
+        topic,
+        "--state-file",
+        str(state),
+        "--partitions",
+        "3",
+    ]
+    env = {
+        **os.environ,
+        "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap_servers,
+        "PYTHONPATH": str(ROOT),
+    }
+    process = subprocess.Popen(
+        [*command, "--rate", "2000"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 120
+    while not (state.exists() and orjson.loads(state.read_bytes())["next_index"] > 0):
+        assert time.monotonic() < deadline
+        assert process.poll() is None
+        time.sleep(0.05)  # polling interval of a deadline loop
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert orjson.loads(state.read_bytes())["next_index"] < len(frame)
+    finished = subprocess.run(
+        [*command, "--max-speed", "--resume"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert finished.returncode == 0, finished.stderr
+    records = _read_all(kafka_bootstrap_servers, topic)
+    ids = [orjson.loads(record.value)["event_id"] for record in records]
+    assert len(ids) == len(set(ids)) == len(frame)
+    assert set(ids) == {f"ml-latest-small:{i}" for i in range(len(frame))}
+
+
+def test_replay_keys_by_user_and_keeps_each_users_order(
+    kafka_bootstrap_servers: str, ratings: pd.DataFrame
+) -> None:
+    topic = _topic()
+    frame = ratings.iloc[:3000]
+    _replay(kafka_bootstrap_servers, topic, frame, partitions=4)
+    by_user: dict[int, list[tuple[int, int]]] = {}
+    for record in _read_all(kafka_bootstrap_servers, topic):
+        event = orjson.loads(record.value)
+        assert record.key == str(event["user_id"]).encode()
+        index = int(event["event_id"].split(":")[1])
+        by_user.setdefault(event["user_id"], []).append((record.partition, index))
+    for user, placed in by_user.items():
+        assert len({partition for partition, _ in placed}) == 1, user
+        indexes = [index for _, index in placed]
+        assert indexes == sorted(indexes)
+
+
+def test_bad_rows_are_counted_and_never_sent(
+    kafka_bootstrap_servers: str, ratings: pd.DataFrame
+) -> None:
+    topic = _topic()
+    frame = ratings.iloc[:100].copy()
+    frame.loc[5, "rating"] = 9.0
+    frame.loc[7, "user_id"] = -3
+    summary = _replay(kafka_bootstrap_servers, topic, frame, partitions=1)
+    assert summary.skipped_bad_rows == 2
+    assert summary.sent == 98
+    assert len(_read_all(kafka_bootstrap_servers, topic)) == 98
+
+
+def test_an_unreachable_broker_is_a_clear_error_after_a_bounded_wait() -> None:
+    config = ReplayConfig(topic="t", bootstrap_servers="127.0.0.1:9", connect_timeout_s=2)
+    started = time.monotonic()
+    with pytest.raises(BrokerUnavailableError, match=r"cannot reach Kafka at 127\.0\.0\.1:9"):
+        ensure_topic(config)
+    assert time.monotonic() - started < 30
+
+
+def test_produce_sends_one_event(kafka_bootstrap_servers: str, monkeypatch) -> None:
+    topic = _topic()
+    ensure_topic(ReplayConfig(topic=topic, bootstrap_servers=kafka_bootstrap_servers))
+    monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", kafka_bootstrap_servers)
+    result = CliRunner().invoke(
+        app, ["produce", "--user", "1", "--item", "50", "--rating", "5", "--topic", topic]
+    )
+    assert result.exit_code == 0, result.output
+    [record] = _read_all(kafka_bootstrap_servers, topic)
+    event = orjson.loads(record.value)
+    assert (event["user_id"], event["item_id"], event["rating"], event["source"]) == (
+        1,
+        50,
+        5.0,
+        "cli",
+    )
