@@ -14,8 +14,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
-from pydantic import AliasChoices, BaseModel, Field
+from pydantic import AliasChoices, BaseModel, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -72,12 +73,44 @@ class TrainerSettings(BaseModel):
         description="Also evaluate the baselines live (costs throughput; the embedded "
         "simulation always does).",
     )
+    sink: Literal["redis", "memory"] = Field(
+        default="redis",
+        description="Where top-K lists, user states, snapshots and metrics go.",
+    )
+
+
+class ApiSettings(BaseModel):
+    """The HTTP API."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=0, le=65535)
+    api_key: SecretStr | None = Field(
+        default=None,
+        description="Key required in the X-API-Key header of POST /events and admin routes. "
+        "Unset: those routes refuse every request (there is no default key).",
+    )
+    max_k: int = Field(default=100, ge=1, description="Largest k a request may ask for.")
+    max_batch_events: int = Field(default=1_000, ge=1)
+    max_body_bytes: int = Field(default=1_000_000, ge=1_024)
+    metadata_dataset: str | None = Field(
+        default=None, description="Dataset whose item titles, years and genres to show."
+    )
+    user_state_cache_size: int = Field(
+        default=10_000,
+        ge=0,
+        description="User states kept in process, to serve when the cache is down.",
+    )
 
 
 class RedisSettings(BaseModel):
     """The Redis server of the top-K cache (AUTH and TLS go in the URL: rediss://user:pw@...)."""
 
     url: str = "redis://127.0.0.1:6379/0"
+    key_prefix: str = "recsys:"
+    top_k_ttl_s: int = Field(default=7 * 86_400, ge=1, description="Expiry of a user's list.")
+    user_state_ttl_s: int = Field(default=30 * 86_400, ge=1)
+    series_length: int = Field(default=10_000, ge=1, description="Points of metrics kept.")
+    socket_timeout_s: float = Field(default=2.0, gt=0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,6 +222,7 @@ class Settings(BaseSettings):
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     redis: RedisSettings = Field(default_factory=RedisSettings)
     trainer: TrainerSettings = Field(default_factory=TrainerSettings)
+    api: ApiSettings = Field(default_factory=ApiSettings)
     learner: LearnerConfig = Field(default_factory=LearnerConfig)
     stream: StreamConfig = Field(default_factory=StreamConfig)
     offline: OfflineConfig = Field(default_factory=OfflineConfig)

@@ -7,6 +7,7 @@ baselines, and a run directory with the report, a summary and plots.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -66,8 +67,14 @@ def run_simulation(
     *,
     sink: OutputSink | None = None,
     progress: ProgressCallback | None = None,
+    log: InMemoryEventLog | None = None,
+    follow_until: threading.Event | None = None,
 ) -> dict[str, Any]:
-    """Replay ``dataset`` and return the report (see :func:`build_report`)."""
+    """Replay ``dataset`` and return the report (see :func:`build_report`).
+
+    With ``follow_until``, the run goes on after the dataset, learning whatever else is appended
+    to ``log`` (e.g. events posted to the API), until the event is set.
+    """
     sink = sink if sink is not None else InMemorySink()
     processor = StreamProcessor.create(
         config.learner,
@@ -77,7 +84,7 @@ def run_simulation(
         rating_range=dataset.rating_range,
         window=config.window,
     )
-    log = InMemoryEventLog(partitions=1)
+    log = log if log is not None else InMemoryEventLog(partitions=1)
     total = fill_log(dataset, log, config.max_events)
     consumer = LogConsumer(log)
     if config.resume and config.checkpoint_path is not None and config.checkpoint_path.exists():
@@ -88,7 +95,13 @@ def run_simulation(
     events_at_start = processor.evaluator.events_seen
     last_checkpoint = events_at_start
     try:
-        while records := consumer.poll(config.batch_size):
+        while True:
+            records = consumer.poll(config.batch_size)
+            if not records:
+                if follow_until is None or follow_until.is_set():
+                    break
+                log.wait_for_records(consumer.positions, timeout=0.5)
+                continue
             processor.process_records(
                 [r.value for r in records], [f"{_source(r.partition)}@{r.offset}" for r in records]
             )
@@ -99,6 +112,10 @@ def run_simulation(
             if config.checkpoint_path is not None and every and done - last_checkpoint >= every:
                 save_checkpoint(config.checkpoint_path, processor, _positions(consumer))
                 last_checkpoint = done
+    except KeyboardInterrupt:
+        if follow_until is None:
+            raise
+        follow_until.set()  # Ctrl-C ends following; the run is reported as usual
     finally:
         processor.learner.close()
     wall = time.perf_counter() - started

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import dataclasses
+import threading
 import time
 from pathlib import Path
 from typing import Annotated
 
 import typer
+import uvicorn
 from tqdm import tqdm
 
 from recsys_stream.data import Dataset, DatasetError, load_dataset_from_settings
+from recsys_stream.eventlog import InMemoryEventLog
+from recsys_stream.pipeline import InMemorySink
 from recsys_stream.settings import Settings
 
 app = typer.Typer(
@@ -74,6 +78,16 @@ def simulate(
     ] = None,
     checkpoint_every: Annotated[int | None, typer.Option(min=1)] = None,
     resume: Annotated[bool, typer.Option(help="Continue from --checkpoint if it exists.")] = False,
+    serve: Annotated[
+        bool,
+        typer.Option(
+            help="Serve the HTTP API from the in-memory cache while the simulation runs, and "
+            "keep learning posted events afterwards, until Ctrl-C."
+        ),
+    ] = False,
+    port: Annotated[
+        int | None, typer.Option(help="API port with --serve [default: settings].")
+    ] = None,
 ) -> None:
     """Replay a dataset in timestamp order through the embedded event log into the learner,
     evaluating it prequentially against the baselines, and write a run directory."""
@@ -106,13 +120,25 @@ def simulate(
     )
     data = _load(dataset, settings)
     total = len(data.ratings) if max_events is None else min(max_events, len(data.ratings))
+    sink = InMemorySink()
+    log = InMemoryEventLog(partitions=1)
+    follow = threading.Event() if serve else None
+    server = _serve_embedded(settings, sink, log, data, port) if serve else None
     with tqdm(total=total, unit="ev", desc=f"simulate {dataset}", dynamic_ncols=True) as bar:
 
         def progress(done: int, live: dict[str, float]) -> None:
-            bar.update(done - bar.n)
+            bar.update(min(done, total) - bar.n)
             bar.set_postfix_str(f"HR@10 {live['hr@10']:.4f}", refresh=False)
+            if follow is not None and done >= total and not follow.is_set():
+                bar.write("dataset replayed; learning posted events until Ctrl-C")
 
-        report = run_simulation(data, config, progress=progress)
+        try:
+            report = run_simulation(
+                data, config, sink=sink, progress=progress, log=log, follow_until=follow
+            )
+        finally:
+            if server is not None:
+                server.should_exit = True
     run_dir = out or Path("runs") / f"{dataset}-{time.strftime('%Y%m%d-%H%M%S')}"
     write_run(report, run_dir)
     typer.echo("")
@@ -325,6 +351,63 @@ def _event_time(value: str | None) -> float | None:
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
     return moment.timestamp()
+
+
+def _serve_embedded(
+    settings: Settings,
+    sink: InMemorySink,
+    log: InMemoryEventLog,
+    data: Dataset,
+    port: int | None,
+) -> uvicorn.Server:
+    """The API on the in-memory cache and event log, in a background thread."""
+    from services.api.app import create_app
+    from services.publishers import EventLogPublisher
+
+    application = create_app(settings, sink, EventLogPublisher(log), data.items)
+    server = uvicorn.Server(
+        uvicorn.Config(
+            application,
+            host=settings.api.host,
+            port=port or settings.api.port,
+            log_level="warning",
+            access_log=False,
+        )
+    )
+    threading.Thread(target=server.run, name="api", daemon=True).start()
+    typer.echo(
+        f"API on http://{settings.api.host}:{port or settings.api.port} "
+        f"(docs: http://{settings.api.host}:{port or settings.api.port}/docs)"
+    )
+    return server
+
+
+@app.command()
+def api(
+    host: Annotated[str | None, typer.Option(help="[default: settings]")] = None,
+    port: Annotated[int | None, typer.Option(help="[default: settings]")] = None,
+) -> None:
+    """Serve the HTTP API over Redis (the trainer's cache) and Kafka (events)."""
+    from services.api.app import create_app
+    from services.cache.redis_cache import RedisCache
+    from services.publishers import KafkaEventPublisher
+
+    settings = Settings()
+    items = (
+        _load(settings.api.metadata_dataset, settings).items
+        if settings.api.metadata_dataset
+        else None
+    )
+    application = create_app(
+        settings, RedisCache(settings.redis), KafkaEventPublisher(settings.kafka), items
+    )
+    uvicorn.run(
+        application,
+        host=host or settings.api.host,
+        port=port or settings.api.port,
+        log_level="warning",
+        access_log=False,
+    )
 
 
 def _load(dataset: str, settings: Settings) -> Dataset:

@@ -25,6 +25,7 @@ from recsys_stream.learner.retrain import BackgroundRetrain
 from recsys_stream.model.neumf import ContextualNeuMF
 from recsys_stream.recommender import RankingQuery
 from recsys_stream.retrieval import top_k
+from recsys_stream.serving import ModelSnapshot, UserState
 from recsys_stream.settings import LearnerConfig
 
 
@@ -205,6 +206,62 @@ class OnlineLearner:
             item_ids = torch.as_tensor(self.features.items.ids, device=self.device)
         ids = torch.where(columns >= 0, item_ids[columns.clamp(min=0)], columns)
         return ids.cpu().numpy(), values.cpu().numpy()
+
+    def serving_state(
+        self, user_ids: npt.ArrayLike, k: int
+    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32], list[UserState]]:
+        """Top-``k`` lists (seen items excluded) and :class:`UserState` of each user, computed
+        together: what the trainer publishes for the users a batch touched."""
+        users = np.asarray(user_ids, dtype=np.int64)
+        with self.lock:
+            inputs = self.features.serving_inputs(users, self.device, with_exclusions=True)
+            vectors = self.model.user_vectors(inputs)
+            scores = self.model.item_scores(vectors, inputs.popularity_prior)
+            mask = torch.ones_like(scores, dtype=torch.bool)
+            if len(inputs.excluded_rows):
+                mask[inputs.excluded_rows, inputs.excluded_items] = False
+            columns, values = top_k(scores, mask, k)
+            item_ids = self.features.items.ids
+            ids = np.where(
+                columns.cpu().numpy() >= 0, item_ids[columns.clamp(min=0).cpu().numpy()], -1
+            )
+            rows = inputs.excluded_rows.cpu().numpy()
+            seen = item_ids[inputs.excluded_items.cpu().numpy()]
+            vectors_np = vectors.cpu().numpy()
+            states = [
+                UserState(int(user), vectors_np[j], seen[rows == j], self.version)
+                for j, user in enumerate(users)
+            ]
+        return ids, values.cpu().numpy(), states
+
+    def snapshot(self, list_length: int = 1_000) -> ModelSnapshot:
+        """The model frozen for serving: item vectors, score offsets and cold-start lists."""
+        with self.lock:
+            features = self.features
+            n = self.model.n_items
+            inputs = features.serving_inputs(
+                np.zeros(0, np.int64), self.device, with_exclusions=False
+            )
+            offsets = (
+                (
+                    self.model.item_bias.active()[:, 0]
+                    + self.model.dense.prior_weight * inputs.popularity_prior[:n]
+                )
+                .detach()
+                .cpu()
+                .numpy()
+            )
+            ids = features.items.ids.copy()
+            decayed = features.popularity.counts_of(ids)
+            return ModelSnapshot(
+                version=self.version,
+                created_at=time.time(),
+                item_ids=ids,
+                item_vectors=self.model.item_embedding.active().detach().cpu().numpy().copy(),
+                item_offsets=offsets.astype(np.float32),
+                popular=ids[np.argsort(-offsets, kind="stable")[:list_length]],
+                trending=ids[np.argsort(-decayed, kind="stable")[:list_length]],
+            )
 
     def recommend(
         self, user_id: int, k: int = 10, *, exclude_seen: bool = True

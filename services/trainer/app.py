@@ -17,8 +17,9 @@ from typing import Any
 
 import faust
 
-from recsys_stream.pipeline import OutputSink
+from recsys_stream.pipeline import InMemorySink, OutputSink
 from recsys_stream.settings import Settings
+from services.cache.redis_cache import RedisCache
 from services.trainer.worker import Message, TrainerCore
 
 log = logging.getLogger(__name__)
@@ -45,6 +46,8 @@ def create_app(settings: Settings, sink: OutputSink | None = None) -> faust.App:
     )
     ratings = app.topic(kafka.topic, value_type=bytes, key_type=bytes)
     dead_letters = app.topic(kafka.dead_letter_topic, value_type=bytes, key_type=bytes)
+    if sink is None:
+        sink = RedisCache(settings.redis) if trainer.sink == "redis" else InMemorySink()
     core = TrainerCore(settings, sink)
     core.restore()  # before consuming: the positions decide what is skipped
     executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="learner")
@@ -72,6 +75,7 @@ def create_app(settings: Settings, sink: OutputSink | None = None) -> faust.App:
                 )
                 for event in events
             ]
+            core.consumer_lag = _lag(app, events)
             handled = await loop.run_in_executor(executor, core.handle, messages)
             for letter in handled.dead_letters:
                 await dead_letters.send(
@@ -107,6 +111,18 @@ def create_app(settings: Settings, sink: OutputSink | None = None) -> faust.App:
 
     app.trainer_core = core  # for tests and the API in embedded use
     return app
+
+
+def _lag(app: faust.App, events: list[Any]) -> int | None:
+    """Messages behind the end of the partitions this batch came from (None if unknown)."""
+    last: dict[Any, int] = {}
+    for event in events:
+        message = event.message
+        last[message.tp] = max(last.get(message.tp, -1), message.offset)
+    try:
+        return sum(max(0, app.consumer.highwater(tp) - offset - 1) for tp, offset in last.items())
+    except (AttributeError, KeyError, TypeError):
+        return None
 
 
 def run_worker(settings: Settings, loglevel: str = "info") -> None:

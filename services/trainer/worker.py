@@ -78,6 +78,8 @@ class TrainerCore:
         self.freshness: deque[float] = deque(maxlen=10_000)
         self.dead_letters = 0
         self.started_at = time.time()
+        self.consumer_lag: int | None = None
+        """Set by the Kafka adapter before each batch; published with the metrics."""
 
     # ---------------------------------------------------------------------- restore
 
@@ -108,6 +110,7 @@ class TrainerCore:
 
     def handle(self, messages: Sequence[Message]) -> Handled:
         """Learn the messages not learned before (in order); route the invalid ones."""
+        self.processor.report_extras["consumer_lag"] = self.consumer_lag
         fresh = [m for m in messages if not self.already_learned(m)]
         skipped = len(messages) - len(fresh)
         if not fresh:
@@ -152,6 +155,7 @@ class TrainerCore:
             "positions": dict(self.positions),
             "dead_letters": self.dead_letters,
             "model_version": learner.version,
+            "consumer_lag": self.consumer_lag,
             "retrains_completed": learner.retrains_completed,
             "freshness_p50_s": float(np.percentile(latencies, 50)) if len(latencies) else None,
             "freshness_p99_s": float(np.percentile(latencies, 99)) if len(latencies) else None,

@@ -8,7 +8,6 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +20,7 @@ from typer.testing import CliRunner
 from recsys_stream.data import generate_synthetic, load_dataset
 from replay.service import BrokerUnavailableError, ReplayConfig, Replayer, ensure_topic
 from services.cli import app
+from tests.integration.processes import Trainer, read_all
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
@@ -47,98 +47,6 @@ def _replay(
 ) -> Any:
     config = ReplayConfig(topic=topic, bootstrap_servers=servers, state_file=state, **options)
     return Replayer(config, "test").run(frame)
-
-
-def _read_all(servers: str, topic: str) -> list[Any]:
-    """Every message of the topic, read to the end offsets (no sleeps: a bounded poll loop)."""
-    consumer = KafkaConsumer(bootstrap_servers=servers, enable_auto_commit=False)
-    try:
-        partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic)]
-        consumer.assign(partitions)
-        consumer.seek_to_beginning(*partitions)
-        ends = consumer.end_offsets(partitions)
-        records: list[Any] = []
-        deadline = time.monotonic() + 60
-        while any(consumer.position(tp) < ends[tp] for tp in partitions):
-            assert time.monotonic() < deadline, "could not read the topic to its end"
-            for batch in consumer.poll(timeout_ms=500).values():
-                records.extend(batch)
-        return records
-    finally:
-        consumer.close()
-
-
-class Trainer:
-    """The trainer as its own process, as deployed: ``python -m services.trainer``."""
-
-    def __init__(self, servers: str, topic: str, workdir: Path, **settings: str) -> None:
-        self.status_path = workdir / "status.json"
-        self.env = {
-            **os.environ,
-            "KAFKA_BOOTSTRAP_SERVERS": servers,
-            "RECSYS_KAFKA__TOPIC": topic,
-            "RECSYS_KAFKA__DEAD_LETTER_TOPIC": f"{topic}.dead-letter",
-            "RECSYS_TRAINER__APP_ID": f"trainer-{topic}",
-            "RECSYS_TRAINER__CHECKPOINT_PATH": str(workdir / "trainer.ckpt"),
-            "RECSYS_TRAINER__STATUS_PATH": str(self.status_path),
-            "RECSYS_LEARNER__DEVICE": "cpu",
-            "PYTHONPATH": str(ROOT),
-            **settings,
-        }
-        self.log = workdir / "trainer.log"
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        with self.log.open("ab") as log:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "services.trainer"],
-                cwd=ROOT,
-                env=self.env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-
-    def status(self) -> dict[str, Any]:
-        try:
-            status: dict[str, Any] = orjson.loads(self.status_path.read_bytes())
-        except (FileNotFoundError, orjson.JSONDecodeError):
-            return {}
-        return status
-
-    def wait_for(self, condition: Callable[[dict[str, Any]], bool], timeout: float = 240) -> dict:
-        """Poll the status file until ``condition`` holds for this process's status."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            assert self.process is not None
-            if self.process.poll() is not None:
-                raise AssertionError(f"trainer exited: {self.log.read_text()[-3000:]}")
-            status = self.status()
-            if status.get("pid") == self.process.pid and condition(status):
-                return status
-            time.sleep(0.05)  # polling interval of a deadline loop, not a synchronisation
-        raise AssertionError(f"timed out; last status {self.status()}; log {self.log}")
-
-    def kill(self) -> None:
-        assert self.process is not None
-        self.process.send_signal(signal.SIGKILL)
-        self.process.wait(timeout=30)
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-
-
-@pytest.fixture
-def trainers(tmp_path: Path) -> Iterator[list[Trainer]]:
-    started: list[Trainer] = []
-    yield started
-    for trainer in started:
-        trainer.stop()
 
 
 def test_the_trainer_learns_every_replayed_event(
@@ -211,7 +119,7 @@ def test_malformed_messages_go_to_the_dead_letter_topic(
     status = trainer.wait_for(lambda s: s["events_learned"] >= 50 and s["dead_letters"] >= 4)
     assert status["events_learned"] == 50
     assert status["dead_letters"] == 4
-    letters = _read_all(kafka_bootstrap_servers, f"{topic}.dead-letter")
+    letters = read_all(kafka_bootstrap_servers, f"{topic}.dead-letter")
     assert sorted(record.value for record in letters) == sorted(bad)
     reasons = [dict(record.headers)["reason"].decode() for record in letters]
     assert any("not valid JSON" in reason for reason in reasons)
@@ -277,7 +185,7 @@ def test_a_replay_killed_and_resumed_sends_every_event_exactly_once(
         timeout=300,
     )
     assert finished.returncode == 0, finished.stderr
-    records = _read_all(kafka_bootstrap_servers, topic)
+    records = read_all(kafka_bootstrap_servers, topic)
     ids = [orjson.loads(record.value)["event_id"] for record in records]
     assert len(ids) == len(set(ids)) == len(frame)
     assert set(ids) == {f"ml-latest-small:{i}" for i in range(len(frame))}
@@ -290,7 +198,7 @@ def test_replay_keys_by_user_and_keeps_each_users_order(
     frame = ratings.iloc[:3000]
     _replay(kafka_bootstrap_servers, topic, frame, partitions=4)
     by_user: dict[int, list[tuple[int, int]]] = {}
-    for record in _read_all(kafka_bootstrap_servers, topic):
+    for record in read_all(kafka_bootstrap_servers, topic):
         event = orjson.loads(record.value)
         assert record.key == str(event["user_id"]).encode()
         index = int(event["event_id"].split(":")[1])
@@ -311,7 +219,7 @@ def test_bad_rows_are_counted_and_never_sent(
     summary = _replay(kafka_bootstrap_servers, topic, frame, partitions=1)
     assert summary.skipped_bad_rows == 2
     assert summary.sent == 98
-    assert len(_read_all(kafka_bootstrap_servers, topic)) == 98
+    assert len(read_all(kafka_bootstrap_servers, topic)) == 98
 
 
 def test_an_unreachable_broker_is_a_clear_error_after_a_bounded_wait() -> None:
@@ -330,7 +238,7 @@ def test_produce_sends_one_event(kafka_bootstrap_servers: str, monkeypatch) -> N
         app, ["produce", "--user", "1", "--item", "50", "--rating", "5", "--topic", topic]
     )
     assert result.exit_code == 0, result.output
-    [record] = _read_all(kafka_bootstrap_servers, topic)
+    [record] = read_all(kafka_bootstrap_servers, topic)
     event = orjson.loads(record.value)
     assert (event["user_id"], event["item_id"], event["rating"], event["source"]) == (
         1,

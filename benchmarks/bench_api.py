@@ -1,0 +1,234 @@
+"""Serving latency and throughput: the API over a real Redis, loaded by wrk on this machine.
+
+Redis holds 10,000 users' cached top-10 lists, 10,000 other users' states (no cached list) and
+a snapshot of a 60,000-item catalogue. The API (`recsys-stream api`, one uvicorn process) and,
+in the same run, a trivial FastAPI app returning a constant are loaded by wrk (1 thread, 32
+connections, 10 s each) on the same 2-core machine:
+
+1. cached ``GET /users/{id}/recommendations`` (random cached users);
+2. the trivial route, the baseline of 1.;
+3. cache misses: users with a state but no cached list, computed from the snapshot.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+from common import Result, save
+
+from recsys_stream.pipeline import UserRecommendations
+from recsys_stream.serving import ModelSnapshot, UserState
+from recsys_stream.settings import RedisSettings
+from services.cache.redis_cache import RedisCache
+
+ROOT = Path(__file__).resolve().parents[1]
+COMMAND = ".venv/bin/python benchmarks/bench_api.py (make bench)"
+ITEMS, DIM, CACHED_USERS, STATE_USERS = 60_000, 64, 10_000, 10_000
+TRIVIAL_APP = """
+from fastapi import FastAPI
+app = FastAPI()
+
+@app.get("/ping")
+def ping() -> dict[str, str]:
+    return {"status": "ok"}
+"""
+
+
+@contextlib.contextmanager
+def redis_server() -> Iterator[str]:
+    spec = importlib.util.spec_from_file_location(
+        "recsys_test_services", ROOT / "scripts" / "test_services.py"
+    )
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    with module.provide_redis() as url:
+        yield url
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@contextlib.contextmanager
+def serve(command: list[str], port: int, env: dict[str, str], probe: str) -> Iterator[None]:
+    process = subprocess.Popen(
+        command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}{probe}", timeout=1):
+                break
+        except OSError:
+            if time.monotonic() > deadline or process.poll() is not None:
+                process.kill()
+                raise RuntimeError(f"{command} did not come up") from None
+            time.sleep(0.2)
+    try:
+        yield
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def wrk(url: str, script: Path | None) -> tuple[float, float]:
+    """(requests/s, p99 latency in ms) of a 10 s wrk run."""
+    command = ["wrk", "-t1", "-c32", "-d10s", "--latency", url]
+    if script is not None:
+        command[1:1] = ["-s", str(script)]
+    output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+    rate = float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))  # type: ignore[union-attr]
+    value, unit = re.search(r"99%\s+([\d.]+)(us|ms|s)", output).groups()  # type: ignore[union-attr]
+    scale = {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+    return rate, float(value) * scale
+
+
+def _users_script(path: Path, first: int, count: int) -> Path:
+    path.write_text(
+        f"math.randomseed(42)\n"
+        f"request = function()\n"
+        f"  return wrk.format('GET', '/users/' .. math.random({first}, {first + count - 1}) .. "
+        f"'/recommendations?k=10')\n"
+        f"end\n"
+    )
+    return path
+
+
+def populate(url: str) -> None:
+    cache = RedisCache(RedisSettings(url=url))
+    rng = np.random.default_rng(0)
+    item_ids = np.arange(1, ITEMS + 1)
+    cache.publish_snapshot(
+        ModelSnapshot(
+            version=1,
+            created_at=time.time(),
+            item_ids=item_ids,
+            item_vectors=rng.normal(0, 0.1, (ITEMS, DIM)).astype(np.float32),
+            item_offsets=rng.normal(0, 1, ITEMS).astype(np.float32),
+            popular=item_ids[:1000],
+            trending=item_ids[:1000],
+        )
+    )
+    now = time.time()
+    for start in range(0, CACHED_USERS, 1000):
+        users = range(start + 1, start + 1001)
+        cache.publish_recommendations(
+            [
+                UserRecommendations(u, rng.choice(item_ids, 10).tolist(), [1.0] * 10, 1, now)
+                for u in users
+            ],
+            [],
+        )
+    for start in range(0, STATE_USERS, 1000):
+        users = range(CACHED_USERS + start + 1, CACHED_USERS + start + 1001)
+        cache.publish_recommendations(
+            [],
+            [
+                UserState(
+                    u, rng.normal(0, 0.1, DIM).astype(np.float32), rng.choice(item_ids, 100), 1
+                )
+                for u in users
+            ],
+        )
+
+
+def main() -> int:
+    if shutil.which("wrk") is None:
+        subprocess.run(["apt-get", "install", "-y", "-qq", "wrk"], check=False, capture_output=True)
+    if shutil.which("wrk") is None:
+        save(
+            "api",
+            [
+                Result(
+                    "API",
+                    None,
+                    "requests/s",
+                    ">= 3,000",
+                    None,
+                    COMMAND,
+                    "",
+                    note="skipped: wrk is not installed (apt-get install wrk)",
+                )
+            ],
+        )
+        return 0
+    data = (
+        f"Redis on this machine: {CACHED_USERS:,} cached lists, {STATE_USERS:,} user states, "
+        f"a {ITEMS:,}-item snapshot ({DIM} dimensions); wrk -t1 -c32 -d10s"
+    )
+    with redis_server() as url, tempfile.TemporaryDirectory() as work:
+        populate(url)
+        port, trivial_port = _free_port(), _free_port()
+        env = {**os.environ, "REDIS_URL": url, "PYTHONPATH": str(ROOT)}
+        trivial = Path(work) / "trivial_app.py"
+        trivial.write_text(TRIVIAL_APP)
+        uvicorn = [sys.executable, "-m", "uvicorn", "--no-access-log", "--log-level", "warning"]
+        with serve(
+            [*uvicorn, "--app-dir", work, "trivial_app:app", "--port", str(trivial_port)],
+            trivial_port,
+            env,
+            "/ping",
+        ):
+            trivial_rate, trivial_p99 = wrk(f"http://127.0.0.1:{trivial_port}/ping", None)
+        with serve(
+            [sys.executable, "-m", "services.cli", "api", "--port", str(port)],
+            port,
+            env,
+            "/healthz",
+        ):
+            cached = _users_script(Path(work) / "cached.lua", 1, CACHED_USERS)
+            missed = _users_script(Path(work) / "missed.lua", CACHED_USERS + 1, STATE_USERS)
+            wrk(f"http://127.0.0.1:{port}", cached)  # warm-up: the snapshot is loaded once
+            cached_rate, cached_p99 = wrk(f"http://127.0.0.1:{port}", cached)
+            missed_rate, missed_p99 = wrk(f"http://127.0.0.1:{port}", missed)
+    ratio = cached_rate / trivial_rate
+    save(
+        "api",
+        [
+            Result(
+                "cached GET /users/{id}/recommendations",
+                cached_rate,
+                "requests/s",
+                ">= 3,000, p99 <= 10 ms, >= 0.6x trivial route",
+                cached_rate >= 3000 and cached_p99 <= 10 and ratio >= 0.6,
+                COMMAND,
+                data,
+                baseline=f"{ratio:.2f}x a trivial FastAPI route ({trivial_rate:,.0f}/s, "
+                f"p99 {trivial_p99:.1f} ms) in the same run",
+                note=f"p99 {cached_p99:.2f} ms",
+            ),
+            Result(
+                "cache miss computed from the snapshot (60k items), p99",
+                missed_p99,
+                "ms",
+                "<= 25 ms",
+                missed_p99 <= 25,
+                COMMAND,
+                data,
+                note=f"{missed_rate:,.0f} requests/s",
+            ),
+        ],
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,135 @@
+"""The application factory: one FastAPI app over a serving cache and an event publisher.
+
+The app knows its dependencies only through the core protocols
+(:class:`~recsys_stream.serving.ServingCache`, :class:`~recsys_stream.serving.EventPublisher`),
+so the same code serves from Redis and Kafka in the services and from an
+:class:`~recsys_stream.pipeline.InMemorySink` in the embedded mode and the tests. Everything it
+holds hangs off ``app.state.serving``; nothing is global.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import pandas as pd
+from fastapi import FastAPI
+
+from recsys_stream import __version__
+from recsys_stream.serving import CacheUnavailableError, EventPublisher, ServingCache
+from recsys_stream.settings import Settings
+from services.api.deps import CacheBreaker, RecentUsers, Serving, SnapshotKeeper
+from services.api.errors import install_error_handlers
+from services.api.routes import build_routers
+from services.api.telemetry import ServingFigures, Telemetry, TelemetryMiddleware
+
+DESCRIPTION = """\
+Recommendations from a model that learns from every rating as it streams in.
+
+- **Recommendations** come from the trainer's cached top-K lists, else are scored here from the
+  user's state and the latest model snapshot; each answer says which (`source`). When the cache
+  is unreachable the API keeps answering from what it holds (`snapshot_fallback`).
+- **Metrics** are the live prequential (test-then-train) evaluation of the learner against
+  popularity and co-occurrence baselines.
+- **Events** sent here join the stream the model learns from; writing needs the `X-API-Key`
+  header.
+
+Every error has one shape: `{"error": {"status", "code", "message", "details"}}`.
+"""
+
+TAGS = [
+    {"name": "recommendations", "description": "Top-k lists for users, similar items."},
+    {"name": "metrics", "description": "The live prequential evaluation."},
+    {"name": "events", "description": "Rating events into the stream (needs an API key)."},
+    {"name": "operations", "description": "Liveness, readiness, Prometheus metrics."},
+]
+
+
+def create_app(
+    settings: Settings,
+    cache: ServingCache,
+    publisher: EventPublisher,
+    items: pd.DataFrame | None = None,
+    *,
+    snapshot_refresh_s: float = 5.0,
+    cache_retry_s: float = 1.0,
+) -> FastAPI:
+    """The API over ``cache`` and ``publisher``.
+
+    ``items`` is the item metadata (indexed by ``item_id``, columns ``title``, ``year``,
+    ``genres``, as ``Dataset.items``); when given, every item answered carries those fields.
+    The API looks for a new model snapshot at most every ``snapshot_refresh_s`` seconds, and
+    after a failed cache read leaves the cache alone for ``cache_retry_s`` seconds.
+    """
+    telemetry = Telemetry()
+    breaker = CacheBreaker(cache_retry_s)
+    serving = Serving(
+        settings=settings.api,
+        cache=cache,
+        publisher=publisher,
+        telemetry=telemetry,
+        breaker=breaker,
+        snapshots=SnapshotKeeper(cache, breaker, telemetry, refresh_s=snapshot_refresh_s),
+        recent=RecentUsers(settings.api.user_state_cache_size),
+        metadata=item_metadata(items),
+    )
+    telemetry.track_state(lambda: _serving_figures(serving))
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+        serving.snapshots.close()
+        await publisher.close()
+
+    app = FastAPI(
+        title="recsys-stream",
+        version=__version__,
+        description=DESCRIPTION,
+        openapi_tags=TAGS,
+        lifespan=lifespan,
+        # Operation ids are the handlers' names (`recommend_for_user`), not FastAPI's
+        # path-derived ones: generated clients get readable method names.
+        generate_unique_id_function=lambda route: route.name,
+    )
+    app.state.serving = serving
+    install_error_handlers(app)
+    app.add_middleware(TelemetryMiddleware, telemetry=telemetry)
+    for router in build_routers(settings.api):
+        app.include_router(router)
+    return app
+
+
+def item_metadata(items: pd.DataFrame | None) -> dict[int, dict[str, object]]:
+    """Per item id, the fields merged into each item answered, built once: a dict lookup per
+    item on the hot path instead of a DataFrame one."""
+    if items is None:
+        return {}
+    return {
+        int(item_id): {
+            "title": None if pd.isna(title) else str(title),
+            "year": None if pd.isna(year) else int(year),
+            "genres": list(genres) if isinstance(genres, tuple | list) else [],
+        }
+        for item_id, title, year, genres in zip(
+            items.index, items["title"], items["year"], items["genres"], strict=True
+        )
+    }
+
+
+def _serving_figures(serving: Serving) -> ServingFigures:
+    """The snapshot held, and the consumer lag of the trainer's latest report if the cache
+    answers (a scrape never fails for want of the cache)."""
+    snapshot = serving.snapshots.current
+    lag: object = None
+    if serving.breaker.allows():
+        try:
+            report = serving.cache.metrics()
+        except CacheUnavailableError:
+            serving.cache_failed()
+        else:
+            lag = report.get("consumer_lag") if report else None
+    return ServingFigures(
+        model_version=snapshot.version if snapshot else None,
+        model_created_at=snapshot.created_at if snapshot else None,
+        consumer_lag=float(lag) if isinstance(lag, int | float) else None,
+    )

@@ -1,0 +1,1 @@
+"""Adapters to Redis: the top-K cache, user states, model snapshots and live metrics."""

@@ -1,0 +1,182 @@
+"""The Redis cache: the trainer's output sink and the API's serving cache, on one key layout.
+
+Keys (every name starts with ``RECSYS_REDIS__KEY_PREFIX``, default ``recsys:``):
+
+- ``topk:<user>``: JSON ``{items, scores, model_version, updated_at}``; expires after
+  ``top_k_ttl_s`` (7 days);
+- ``user:<user>``: the user's serving state (vector, seen items; npz); ``user_state_ttl_s``
+  (30 days);
+- ``snapshot:current``: the name of the current snapshot key;
+- ``snapshot:<version>:<id>``: a model snapshot (npz: item vectors, offsets, cold-start lists);
+  expires 10 minutes after it is replaced;
+- ``metrics:latest``: JSON of the latest prequential figures (compact);
+- ``metrics:series``: a list of JSON points, oldest first, at most ``series_length``;
+- ``dead_letters``: a list of the latest 1,000 dead letters (JSON, payload base64).
+
+A snapshot is written whole under a new name, then ``snapshot:current`` is switched to it, so a
+reader never sees half of one: it reads the name, then the bytes under that name (the previous
+snapshot stays readable for 10 minutes). Memory is bounded by the expiries and the capped lists;
+in production also set ``maxmemory`` with ``maxmemory-policy allkeys-lru`` (the lists are
+refreshed on every batch, so eviction only drops idle users, whom the API then computes from
+their state or serves the cold-start list). AUTH and TLS come with the URL:
+``rediss://user:password@host:6380/0``.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import asdict
+from typing import Any, TypeVar
+
+import orjson
+import redis
+from redis.exceptions import RedisError
+
+from recsys_stream.pipeline import DeadLetter, UserRecommendations, compact_report, metrics_point
+from recsys_stream.serving import CacheUnavailableError, ModelSnapshot, UserState
+from recsys_stream.settings import RedisSettings
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+_OLD_SNAPSHOT_TTL_S = 600
+_DEAD_LETTERS_KEPT = 1_000
+
+
+class RedisCache:
+    """Writes the trainer's outputs to Redis and reads them back for the API."""
+
+    def __init__(self, settings: RedisSettings, client: redis.Redis | None = None) -> None:
+        self.settings = settings
+        self.prefix = settings.key_prefix
+        self.client = client or redis.Redis.from_url(
+            settings.url,
+            socket_timeout=settings.socket_timeout_s,
+            socket_connect_timeout=settings.socket_timeout_s,
+            health_check_interval=30,
+        )
+
+    def _key(self, *parts: object) -> str:
+        return self.prefix + ":".join(str(part) for part in parts)
+
+    # ---------------------------------------------------------------- the output sink
+
+    def _write(self, what: str, action: Callable[[], None]) -> None:
+        # The trainer keeps learning while Redis is away; readers fall back (see the API).
+        try:
+            action()
+        except RedisError as exc:
+            log.warning("Redis unavailable, %s not published: %s", what, exc)
+
+    def publish_recommendations(
+        self, lists: Sequence[UserRecommendations], states: Sequence[UserState]
+    ) -> None:
+        def write() -> None:
+            pipe = self.client.pipeline(transaction=False)
+            for entry in lists:
+                pipe.set(
+                    self._key("topk", entry.user_id),
+                    orjson.dumps(asdict(entry)),
+                    ex=self.settings.top_k_ttl_s,
+                )
+            for state in states:
+                pipe.set(
+                    self._key("user", state.user_id),
+                    state.to_bytes(),
+                    ex=self.settings.user_state_ttl_s,
+                )
+            pipe.execute()
+
+        self._write("top-K lists", write)
+
+    def publish_snapshot(self, snapshot: ModelSnapshot) -> None:
+        def write() -> None:
+            name = self._key("snapshot", snapshot.version, uuid.uuid4().hex[:12])
+            self.client.set(name, snapshot.to_bytes())
+            current = self._key("snapshot", "current")
+            previous = self.client.get(current)
+            pipe = self.client.pipeline(transaction=True)
+            pipe.set(current, name)
+            if previous is not None:
+                pipe.expire(previous.decode(), _OLD_SNAPSHOT_TTL_S)
+            pipe.execute()
+
+        self._write("model snapshot", write)
+
+    def publish_metrics(self, metrics: dict[str, Any]) -> None:
+        def write() -> None:
+            series = self._key("metrics", "series")
+            pipe = self.client.pipeline(transaction=True)
+            pipe.set(self._key("metrics", "latest"), orjson.dumps(compact_report(metrics)))
+            pipe.rpush(series, orjson.dumps(metrics_point(metrics)))
+            pipe.ltrim(series, -self.settings.series_length, -1)
+            pipe.execute()
+
+        self._write("metrics", write)
+
+    def publish_dead_letters(self, letters: Sequence[DeadLetter]) -> None:
+        def write() -> None:
+            key = self._key("dead_letters")
+            pipe = self.client.pipeline(transaction=False)
+            for letter in letters:
+                payload = base64.b64encode(letter.payload or b"").decode()
+                pipe.lpush(
+                    key,
+                    orjson.dumps({**asdict(letter), "payload": payload, "failed_at": time.time()}),
+                )
+            pipe.ltrim(key, 0, _DEAD_LETTERS_KEPT - 1)
+            pipe.execute()
+
+        self._write("dead letters", write)
+
+    # ---------------------------------------------------------------- the serving cache
+
+    def _read(self, action: Callable[[], T]) -> T:
+        try:
+            return action()
+        except RedisError as exc:
+            raise CacheUnavailableError(f"Redis unavailable: {exc}") from exc
+
+    def top_k(self, user_id: int) -> dict[str, object] | None:
+        raw = self._read(lambda: self.client.get(self._key("topk", user_id)))
+        return None if raw is None else orjson.loads(raw)
+
+    def user_state(self, user_id: int) -> UserState | None:
+        raw = self._read(lambda: self.client.get(self._key("user", user_id)))
+        return None if raw is None else UserState.from_bytes(raw)
+
+    def snapshot_name(self) -> str | None:
+        """The key of the current snapshot: cheap to poll for a new version."""
+        raw = self._read(lambda: self.client.get(self._key("snapshot", "current")))
+        return None if raw is None else raw.decode()
+
+    def snapshot(self) -> ModelSnapshot | None:
+        for _ in range(3):  # the name can move on between the two reads; try again
+            name = self.snapshot_name()
+            if name is None:
+                return None
+            raw = self._read(lambda name=name: self.client.get(name))
+            if raw is not None:
+                return ModelSnapshot.from_bytes(raw)
+        return None
+
+    def metrics(self) -> dict[str, object] | None:
+        raw = self._read(lambda: self.client.get(self._key("metrics", "latest")))
+        return None if raw is None else orjson.loads(raw)
+
+    def metrics_series(self, limit: int) -> list[dict[str, object]]:
+        raw = self._read(lambda: self.client.lrange(self._key("metrics", "series"), -limit, -1))
+        return [orjson.loads(point) for point in raw]
+
+    def dead_letters(self, limit: int = 100) -> list[dict[str, object]]:
+        raw = self._read(lambda: self.client.lrange(self._key("dead_letters"), 0, limit - 1))
+        return [orjson.loads(letter) for letter in raw]
+
+    def ping(self) -> bool:
+        try:
+            return bool(self.client.ping())
+        except RedisError:
+            return False

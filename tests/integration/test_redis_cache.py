@@ -1,0 +1,104 @@
+"""The Redis cache against a real Redis server: round trips, versioned snapshots, outages."""
+
+from __future__ import annotations
+
+import uuid
+
+import numpy as np
+import pytest
+
+from recsys_stream.pipeline import DeadLetter, UserRecommendations
+from recsys_stream.serving import CacheUnavailableError, ModelSnapshot, UserState
+from recsys_stream.settings import RedisSettings
+from services.cache.redis_cache import RedisCache
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def cache(redis_url: str) -> RedisCache:
+    return RedisCache(RedisSettings(url=redis_url, key_prefix=f"test-{uuid.uuid4().hex[:8]}:"))
+
+
+def _snapshot(version: int, n: int = 5) -> ModelSnapshot:
+    rng = np.random.default_rng(version)
+    return ModelSnapshot(
+        version=version,
+        created_at=1000.0 + version,
+        item_ids=np.arange(100, 100 + n),
+        item_vectors=rng.normal(size=(n, 4)).astype(np.float32),
+        item_offsets=np.zeros(n, np.float32),
+        popular=np.arange(100, 100 + n),
+        trending=np.arange(100 + n - 1, 99, -1),
+    )
+
+
+def test_lists_and_states_round_trip_with_expiry(cache: RedisCache) -> None:
+    entry = UserRecommendations(7, [101, 102], [0.5, 0.25], 3, 1234.5)
+    state = UserState(7, np.ones(4, np.float32), np.array([100]), 3)
+    cache.publish_recommendations([entry], [state])
+    assert cache.top_k(7) == {
+        "user_id": 7,
+        "item_ids": [101, 102],
+        "scores": [0.5, 0.25],
+        "model_version": 3,
+        "updated_at": 1234.5,
+    }
+    restored = cache.user_state(7)
+    assert restored is not None
+    np.testing.assert_array_equal(restored.vector, state.vector)
+    assert restored.seen.tolist() == [100]
+    assert cache.top_k(8) is None
+    ttl = cache.client.ttl(cache._key("topk", 7))
+    assert 0 < ttl <= cache.settings.top_k_ttl_s
+
+
+def test_a_reader_always_gets_a_whole_snapshot_of_the_latest_version(cache: RedisCache) -> None:
+    assert cache.snapshot() is None
+    cache.publish_snapshot(_snapshot(1))
+    first_key = cache.snapshot_name()
+    cache.publish_snapshot(_snapshot(2))
+    current = cache.snapshot()
+    assert current is not None
+    assert current.version == 2
+    np.testing.assert_array_equal(current.item_vectors, _snapshot(2).item_vectors)
+    # The replaced snapshot stays readable for a while, then expires.
+    assert first_key is not None
+    assert 0 < cache.client.ttl(first_key) <= 600
+
+
+def test_metrics_and_series_and_dead_letters(cache: RedisCache) -> None:
+    for events in (100, 200, 300):
+        cache.publish_metrics(
+            {
+                "events": events,
+                "k": 10,
+                "model_version": 1,
+                "published_at": float(events),
+                "models": {"learner": {"hr@10": 0.2, "rmse": 0.9, "deciles": [1, 2]}},
+                "series": {"models": {"learner": {"hr@10": [0.1, 0.3]}}},
+            }
+        )
+    latest = cache.metrics()
+    assert latest is not None
+    assert latest["events"] == 300
+    assert latest["models"]["learner"]["hr@10_window"] == 0.3
+    assert "deciles" not in latest["models"]["learner"]
+    assert [point["events"] for point in cache.metrics_series(2)] == [200, 300]
+    cache.publish_dead_letters([DeadLetter(b"\xff{", "not valid JSON", "t/0@5")])
+    [letter] = cache.dead_letters()
+    assert letter["reason"] == "not valid JSON"
+    assert letter["source"] == "t/0@5"
+
+
+def test_an_unreachable_redis_fails_reads_clearly_and_never_breaks_writes() -> None:
+    down = RedisCache(RedisSettings(url="redis://127.0.0.1:9/0", socket_timeout_s=0.5))
+    assert down.ping() is False
+    with pytest.raises(CacheUnavailableError, match="Redis unavailable"):
+        down.top_k(1)
+    with pytest.raises(CacheUnavailableError):
+        down.snapshot()
+    # The trainer keeps learning: publishing logs a warning and returns.
+    down.publish_recommendations([UserRecommendations(1, [2], [0.1], 1, 0.0)], [])
+    down.publish_snapshot(_snapshot(1))
+    down.publish_metrics({"models": {}})
