@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 from common import Result, save
 
-from recsys_stream.pipeline import UserRecommendations
+from recsys_stream.outputs import UserRecommendations
 from recsys_stream.serving import ModelSnapshot, UserState
 from recsys_stream.settings import RedisSettings
 from services.cache.redis_cache import RedisCache

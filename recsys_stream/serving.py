@@ -166,15 +166,17 @@ class ModelSnapshot:
 class ServingCache(Protocol):
     """What the API reads: the trainer's outputs, wherever they are kept (Redis, memory).
 
-    Every method may raise :class:`CacheUnavailableError` when the store is unreachable.
+    Every method may raise :class:`CacheUnavailableError` when the store is unreachable. The
+    per-request reads are coroutines (the API awaits them on its event loop); the others are
+    called from worker threads.
     """
 
-    def top_k(self, user_id: int) -> dict[str, object] | None:
+    async def top_k(self, user_id: int) -> dict[str, object] | None:
         """The cached list ``{"user_id", "item_ids": [...], "scores": [...], "model_version",
         "updated_at"}`` (:class:`recsys_stream.pipeline.UserRecommendations` as a dict)."""
         ...
 
-    def user_state(self, user_id: int) -> UserState | None: ...
+    async def user_state(self, user_id: int) -> UserState | None: ...
 
     def snapshot(self) -> ModelSnapshot | None:
         """The current model snapshot (read whole, never half of two versions)."""

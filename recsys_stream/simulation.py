@@ -19,7 +19,8 @@ import orjson
 from recsys_stream.checkpoint import load_checkpoint, restore_processor, save_checkpoint
 from recsys_stream.data import Dataset
 from recsys_stream.eventlog import InMemoryEventLog, LogConsumer
-from recsys_stream.pipeline import LEARNER, InMemorySink, OutputSink, StreamProcessor
+from recsys_stream.outputs import InMemorySink, OutputSink
+from recsys_stream.pipeline import LEARNER, StreamProcessor
 from recsys_stream.settings import LearnerConfig
 
 

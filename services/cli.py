@@ -14,7 +14,7 @@ from tqdm import tqdm
 
 from recsys_stream.data import Dataset, DatasetError, load_dataset_from_settings
 from recsys_stream.eventlog import InMemoryEventLog
-from recsys_stream.pipeline import InMemorySink
+from recsys_stream.outputs import InMemorySink
 from recsys_stream.settings import Settings
 
 app = typer.Typer(

@@ -9,6 +9,7 @@ holds hangs off ``app.state.serving``; nothing is global.
 
 from __future__ import annotations
 
+import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -21,6 +22,7 @@ from recsys_stream.settings import Settings
 from services.api.deps import CacheBreaker, RecentUsers, Serving, SnapshotKeeper
 from services.api.errors import install_error_handlers
 from services.api.routes import build_routers
+from services.api.routes.recommendations import CachedListLane
 from services.api.telemetry import ServingFigures, Telemetry, TelemetryMiddleware
 
 DESCRIPTION = """\
@@ -77,6 +79,13 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        # Everything imported and built so far lives as long as the process: keep it out of
+        # the garbage collector's full passes, and collect the young generation less often
+        # (requests allocate a lot of short-lived objects): both cut ~100 ms pauses from the
+        # latency tail.
+        gc.collect()
+        gc.freeze()
+        gc.set_threshold(100_000, 50, 100)
         yield
         serving.snapshots.close()
         await publisher.close()
@@ -93,9 +102,18 @@ def create_app(
     )
     app.state.serving = serving
     install_error_handlers(app)
-    app.add_middleware(TelemetryMiddleware, telemetry=telemetry)
-    for router in build_routers(settings.api):
+    routers = build_routers(settings.api)
+    for router in routers:
         app.include_router(router)
+    # Middleware added last wraps outermost: telemetry times the cached-list lane too.
+    lane_route = next(
+        route
+        for router in routers
+        for route in router.routes
+        if getattr(route, "name", "") == "recommend_for_user"
+    )
+    app.add_middleware(CachedListLane, serving=serving, max_k=settings.api.max_k, route=lane_route)
+    app.add_middleware(TelemetryMiddleware, telemetry=telemetry)
     return app
 
 

@@ -24,6 +24,7 @@ their state or serves the cold-start list). AUTH and TLS come with the URL:
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import logging
 import time
@@ -34,9 +35,10 @@ from typing import Any, TypeVar
 
 import orjson
 import redis
+import redis.asyncio as redis_async
 from redis.exceptions import RedisError
 
-from recsys_stream.pipeline import DeadLetter, UserRecommendations, compact_report, metrics_point
+from recsys_stream.outputs import DeadLetter, UserRecommendations, compact_report, metrics_point
 from recsys_stream.serving import CacheUnavailableError, ModelSnapshot, UserState
 from recsys_stream.settings import RedisSettings
 
@@ -58,6 +60,8 @@ class RedisCache:
             socket_connect_timeout=settings.socket_timeout_s,
             health_check_interval=30,
         )
+        self._aclient: redis_async.Redis | None = None
+        self._aclient_loop: asyncio.AbstractEventLoop | None = None
 
     def _key(self, *parts: object) -> str:
         return self.prefix + ":".join(str(part) for part in parts)
@@ -140,12 +144,33 @@ class RedisCache:
         except RedisError as exc:
             raise CacheUnavailableError(f"Redis unavailable: {exc}") from exc
 
-    def top_k(self, user_id: int) -> dict[str, object] | None:
-        raw = self._read(lambda: self.client.get(self._key("topk", user_id)))
+    def _async_client(self) -> redis_async.Redis:
+        # An asyncio client belongs to the loop it first ran on; test clients and servers may
+        # start a new loop, so keep one client per loop.
+        loop = asyncio.get_running_loop()
+        if self._aclient is None or self._aclient_loop is not loop:
+            self._aclient = redis_async.Redis.from_url(
+                self.settings.url,
+                socket_timeout=self.settings.socket_timeout_s,
+                socket_connect_timeout=self.settings.socket_timeout_s,
+                max_connections=256,
+            )
+            self._aclient_loop = loop
+        return self._aclient
+
+    async def _get(self, key: str) -> bytes | None:
+        try:
+            value: bytes | None = await self._async_client().get(key)
+        except (RedisError, OSError) as exc:
+            raise CacheUnavailableError(f"Redis unavailable: {exc}") from exc
+        return value
+
+    async def top_k(self, user_id: int) -> dict[str, object] | None:
+        raw = await self._get(self._key("topk", user_id))
         return None if raw is None else orjson.loads(raw)
 
-    def user_state(self, user_id: int) -> UserState | None:
-        raw = self._read(lambda: self.client.get(self._key("user", user_id)))
+    async def user_state(self, user_id: int) -> UserState | None:
+        raw = await self._get(self._key("user", user_id))
         return None if raw is None else UserState.from_bytes(raw)
 
     def snapshot_name(self) -> str | None:

@@ -17,7 +17,7 @@ from typing import Any
 
 import faust
 
-from recsys_stream.pipeline import InMemorySink, OutputSink
+from recsys_stream.outputs import InMemorySink, OutputSink
 from recsys_stream.settings import Settings
 from services.cache.redis_cache import RedisCache
 from services.trainer.worker import Message, TrainerCore

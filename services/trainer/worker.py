@@ -27,7 +27,8 @@ import orjson
 
 from recsys_stream.checkpoint import CheckpointError, load_checkpoint, restore_processor
 from recsys_stream.checkpoint import save_checkpoint as write_checkpoint
-from recsys_stream.pipeline import DeadLetter, InMemorySink, OutputSink, StreamProcessor
+from recsys_stream.outputs import DeadLetter, InMemorySink, OutputSink
+from recsys_stream.pipeline import StreamProcessor
 from recsys_stream.settings import Settings
 
 log = logging.getLogger(__name__)

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 
 import numpy as np
 import pytest
 
-from recsys_stream.pipeline import DeadLetter, UserRecommendations
+from recsys_stream.outputs import DeadLetter, UserRecommendations
 from recsys_stream.serving import CacheUnavailableError, ModelSnapshot, UserState
 from recsys_stream.settings import RedisSettings
 from services.cache.redis_cache import RedisCache
@@ -37,18 +38,18 @@ def test_lists_and_states_round_trip_with_expiry(cache: RedisCache) -> None:
     entry = UserRecommendations(7, [101, 102], [0.5, 0.25], 3, 1234.5)
     state = UserState(7, np.ones(4, np.float32), np.array([100]), 3)
     cache.publish_recommendations([entry], [state])
-    assert cache.top_k(7) == {
+    assert asyncio.run(cache.top_k(7)) == {
         "user_id": 7,
         "item_ids": [101, 102],
         "scores": [0.5, 0.25],
         "model_version": 3,
         "updated_at": 1234.5,
     }
-    restored = cache.user_state(7)
+    restored = asyncio.run(cache.user_state(7))
     assert restored is not None
     np.testing.assert_array_equal(restored.vector, state.vector)
     assert restored.seen.tolist() == [100]
-    assert cache.top_k(8) is None
+    assert asyncio.run(cache.top_k(8)) is None
     ttl = cache.client.ttl(cache._key("topk", 7))
     assert 0 < ttl <= cache.settings.top_k_ttl_s
 
@@ -95,7 +96,7 @@ def test_an_unreachable_redis_fails_reads_clearly_and_never_breaks_writes() -> N
     down = RedisCache(RedisSettings(url="redis://127.0.0.1:9/0", socket_timeout_s=0.5))
     assert down.ping() is False
     with pytest.raises(CacheUnavailableError, match="Redis unavailable"):
-        down.top_k(1)
+        asyncio.run(down.top_k(1))
     with pytest.raises(CacheUnavailableError):
         down.snapshot()
     # The trainer keeps learning: publishing logs a warning and returns.

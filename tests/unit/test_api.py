@@ -26,7 +26,8 @@ from schemathesis.checks import not_a_server_error
 
 from recsys_stream.data import Dataset, generate_synthetic
 from recsys_stream.events import EventBatch, RatingEvent
-from recsys_stream.pipeline import InMemorySink, StreamProcessor, metrics_point
+from recsys_stream.outputs import InMemorySink, metrics_point
+from recsys_stream.pipeline import StreamProcessor
 from recsys_stream.serving import (
     CacheUnavailableError,
     ModelSnapshot,
@@ -118,11 +119,11 @@ class SwitchableCache:
             raise CacheUnavailableError("Redis unavailable: connection refused")
         return self.inner
 
-    def top_k(self, user_id: int) -> dict[str, object] | None:
-        return self._use("top_k").top_k(user_id)
+    async def top_k(self, user_id: int) -> dict[str, object] | None:
+        return await self._use("top_k").top_k(user_id)
 
-    def user_state(self, user_id: int) -> UserState | None:
-        return self._use("user_state").user_state(user_id)
+    async def user_state(self, user_id: int) -> UserState | None:
+        return await self._use("user_state").user_state(user_id)
 
     def snapshot(self) -> ModelSnapshot | None:
         return self._use("snapshot").snapshot()
@@ -673,7 +674,7 @@ def test_unknown_routes_and_methods_use_the_error_shape(make_client: MakeClient)
 
 
 class BrokenCache(SwitchableCache):
-    def top_k(self, user_id: int) -> dict[str, object] | None:
+    async def top_k(self, user_id: int) -> dict[str, object] | None:
         raise RuntimeError("a bug")
 
 

@@ -8,7 +8,8 @@ import orjson
 
 from recsys_stream.data import generate_synthetic
 from recsys_stream.events import RatingEvent, encode
-from recsys_stream.pipeline import InMemorySink, StreamProcessor
+from recsys_stream.outputs import InMemorySink
+from recsys_stream.pipeline import StreamProcessor
 from recsys_stream.reporting import write_run
 from recsys_stream.settings import LearnerConfig, ModelConfig, RetrainConfig
 from recsys_stream.simulation import SimulationConfig, run_simulation
