@@ -23,7 +23,7 @@ from __future__ import annotations
 import io
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -46,20 +46,20 @@ class UserState:
     model_version: int
 
     def to_bytes(self) -> bytes:
-        buffer = io.BytesIO()
-        np.savez(
-            buffer,
-            vector=self.vector,
-            seen=self.seen.astype(np.int64),
-            meta=np.array([self.user_id, self.model_version], dtype=np.int64),
-        )
-        return buffer.getvalue()
+        """A compact binary form (read on every cache miss, so no zip, no pickle): a header
+        of four int64 (user id, model version, dimensions, number of seen items), the vector
+        as float32, the seen ids as int64."""
+        vector = np.ascontiguousarray(self.vector, dtype=np.float32)
+        seen = np.ascontiguousarray(self.seen, dtype=np.int64)
+        header = np.array([self.user_id, self.model_version, len(vector), len(seen)], np.int64)
+        return header.tobytes() + vector.tobytes() + seen.tobytes()
 
     @classmethod
     def from_bytes(cls, payload: bytes) -> UserState:
-        with np.load(io.BytesIO(payload)) as arrays:
-            user_id, version = (int(x) for x in arrays["meta"])
-            return cls(user_id, arrays["vector"].astype(np.float32), arrays["seen"], version)
+        user_id, version, dim, n_seen = (int(x) for x in np.frombuffer(payload, np.int64, 4))
+        vector = np.frombuffer(payload, np.float32, dim, offset=32)
+        seen = np.frombuffer(payload, np.int64, n_seen, offset=32 + 4 * dim)
+        return cls(user_id, vector, seen, version)
 
 
 @dataclass(frozen=True)
@@ -96,7 +96,7 @@ class ModelSnapshot:
             keep = self.popular[~np.isin(self.popular, excluded)][:k]
             offsets = self.item_offsets[self._positions(keep)]
             return [(int(i), float(s)) for i, s in zip(keep, offsets, strict=True)]
-        scores = self.scores(user.vector).astype(np.float64)
+        scores = self.scores(user.vector)
         positions = self._positions(np.concatenate([user.seen, excluded]))
         scores[positions[positions >= 0]] = -np.inf
         return self._best(scores, k)
@@ -108,11 +108,10 @@ class ModelSnapshot:
             return []
         norms = np.linalg.norm(self.item_vectors, axis=1) + 1e-12
         similarity = (self.item_vectors @ self.item_vectors[position]) / (norms * norms[position])
-        similarity = similarity.astype(np.float64)
         similarity[position] = -np.inf
         return self._best(similarity, k)
 
-    def _best(self, scores: npt.NDArray[np.float64], k: int) -> list[tuple[int, float]]:
+    def _best(self, scores: npt.NDArray[np.floating[Any]], k: int) -> list[tuple[int, float]]:
         k = min(k, self.n_items)
         if k <= 0:
             return []

@@ -188,7 +188,8 @@ class StreamConfig:
 
 
 def _offline_learner() -> LearnerConfig:
-    # Tuned on the 80% training part only (a validation cut of it): see docs/model.md.
+    # Chosen on a validation cut (10%) of the 80% training part, never on the 20% test part:
+    # L2 0.2 against 0.05 and 0.5 (validation RMSE 0.9147, 0.9219, 0.9196).
     return LearnerConfig(model=ModelConfig(weight_decay=0.2), user_shrinkage=5.0)
 
 
@@ -203,9 +204,9 @@ class OfflineConfig:
     split_seed: int = 42
     negatives: int = 99
     k: int = 10
-    whole_history: bool = True
+    whole_history: bool = False
     """Context of a held-out rating: all the user's training ratings (True), or only those
-    before it in time (False)."""
+    before it in time (False; better on a validation cut of the 80%: RMSE 0.9147 vs 0.9185)."""
 
 
 class Settings(BaseSettings):

@@ -246,3 +246,35 @@ def test_produce_sends_one_event(kafka_bootstrap_servers: str, monkeypatch) -> N
         5.0,
         "cli",
     )
+
+
+def test_a_replay_stopped_like_ctrl_c_and_resumed_sends_every_event_exactly_once(
+    kafka_bootstrap_servers: str, ratings: pd.DataFrame, tmp_path: Path
+) -> None:
+    topic = _topic()
+    frame = ratings.iloc[:5000]
+    state = tmp_path / "state.json"
+    config = ReplayConfig(
+        topic=topic, bootstrap_servers=kafka_bootstrap_servers, state_file=state, partitions=3
+    )
+    first = Replayer(config, "test")
+
+    def stop_midway(sent: int, _: float) -> None:
+        if sent >= 1_500:
+            first.stop()  # what Ctrl-C does: stop after flushing what was sent
+
+    interrupted = first.run(frame, on_progress=stop_midway)
+    assert interrupted.interrupted
+    assert interrupted.sent == interrupted.acknowledged < len(frame)
+    resumed = Replayer(
+        ReplayConfig(
+            topic=topic, bootstrap_servers=kafka_bootstrap_servers, state_file=state, resume=True
+        ),
+        "test",
+    ).run(frame)
+    assert interrupted.sent + resumed.sent == len(frame)
+    ids = [
+        orjson.loads(record.value)["event_id"]
+        for record in read_all(kafka_bootstrap_servers, topic)
+    ]
+    assert sorted(ids) == sorted(f"test:{i}" for i in range(len(frame)))
