@@ -19,7 +19,6 @@ the rate is no lower than at 32), and the 32-connection figures are kept beside 
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import os
 import re
 import shutil
@@ -33,14 +32,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
-from common import Result, save
+from common import ROOT, Result, save, save_skipped, test_services
 
 from recsys_stream.outputs import UserRecommendations
 from recsys_stream.serving import ModelSnapshot, UserState
 from recsys_stream.settings import RedisSettings
 from services.cache.redis_cache import RedisCache
 
-ROOT = Path(__file__).resolve().parents[1]
 COMMAND = ".venv/bin/python benchmarks/bench_api.py (make bench)"
 ITEMS, DIM, CACHED_USERS, STATE_USERS = 60_000, 64, 10_000, 10_000
 GOAL_CONNECTIONS, LOAD_CONNECTIONS = 8, 32
@@ -56,15 +54,7 @@ async def ping() -> dict[str, str]:
 
 @contextlib.contextmanager
 def redis_server() -> Iterator[str]:
-    spec = importlib.util.spec_from_file_location(
-        "recsys_test_services", ROOT / "scripts" / "test_services.py"
-    )
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    with module.provide_redis() as url:
+    with test_services().provide_redis() as url:
         yield url
 
 
@@ -161,22 +151,19 @@ def main() -> int:
     if shutil.which("wrk") is None:
         subprocess.run(["apt-get", "install", "-y", "-qq", "wrk"], check=False, capture_output=True)
     if shutil.which("wrk") is None:
-        save(
+        return save_skipped(
             "api",
-            [
-                Result(
-                    "API",
-                    None,
-                    "requests/s",
-                    ">= 3,000",
-                    None,
-                    COMMAND,
-                    "",
-                    note="skipped: wrk is not installed (apt-get install wrk)",
-                )
-            ],
+            Result(
+                "API",
+                None,
+                "requests/s",
+                ">= 3,000",
+                None,
+                COMMAND,
+                "",
+            ),
+            "wrk is not installed (apt-get install wrk)",
         )
-        return 0
     data = (
         f"Redis on this machine: {CACHED_USERS:,} cached lists, {STATE_USERS:,} user states, "
         f"a {ITEMS:,}-item snapshot ({DIM} dimensions); wrk -t1 -c{GOAL_CONNECTIONS} -d10s"

@@ -11,7 +11,7 @@ import os
 import time
 
 import torch
-from common import Result, save
+from common import Result, save, save_skipped
 
 from recsys_stream.data import generate_synthetic
 from recsys_stream.evaluation.prequential import PrequentialEvaluator
@@ -43,22 +43,19 @@ def _run(columns, evaluate: bool) -> float:
 def main() -> int:
     data = f"synthetic stream, {EVENTS:,} events, 162,541 users, 60,000 items, seed 3"
     if not torch.cuda.is_available():
-        save(
+        return save_skipped(
             "gpu",
-            [
-                Result(
-                    "GPU learning",
-                    None,
-                    "events/s",
-                    ">= 1,000,000",
-                    None,
-                    COMMAND,
-                    data,
-                    note="skipped: no CUDA device on this machine",
-                )
-            ],
+            Result(
+                "GPU learning",
+                None,
+                "events/s",
+                ">= 1,000,000",
+                None,
+                COMMAND,
+                data,
+            ),
+            "no CUDA device on this machine",
         )
-        return 0
     frame = generate_synthetic(EVENTS, n_users=162_541, n_items=60_000, seed=3).ratings
     columns = [frame[c].to_numpy() for c in ("user_id", "item_id", "rating", "timestamp")]
     torch.cuda.reset_peak_memory_stats()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from common import Result, data_dir, save
+from common import NO_ML_100K, Result, ml_100k_root, save, save_skipped
 
 from recsys_stream.data import load_dataset
 from recsys_stream.evaluation.offline import ranking_evaluation, rating_evaluation
@@ -13,24 +13,21 @@ DATA = "MovieLens 100K u.data, random 80/20 split, seed 42"
 
 
 def main() -> int:
-    root = data_dir()
-    if root is None or not (root / "ml-100k").is_dir():
-        save(
+    root = ml_100k_root()
+    if root is None:
+        return save_skipped(
             "offline",
-            [
-                Result(
-                    "offline RMSE",
-                    None,
-                    "",
-                    "<= 0.90",
-                    None,
-                    COMMAND,
-                    DATA,
-                    note="skipped: RECSYS_DATA_DIR has no ml-100k/",
-                )
-            ],
+            Result(
+                "offline RMSE",
+                None,
+                "",
+                "<= 0.90",
+                None,
+                COMMAND,
+                DATA,
+            ),
+            NO_ML_100K,
         )
-        return 0
     dataset = load_dataset("ml-100k", data_dir=root, allow_download=False)
     config = Settings().offline
     rating = rating_evaluation(dataset, config)

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib.util
 import os
 import signal
 import subprocess
@@ -29,28 +28,19 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from common import Result, data_dir, save
+from common import NO_ML_100K, ROOT, Result, ml_100k_root, save, save_skipped, test_services
 
 from recsys_stream.data import load_dataset
 from recsys_stream.events import decode
 from replay.service import ReplayConfig, Replayer
 
-ROOT = Path(__file__).resolve().parents[1]
 COMMAND = ".venv/bin/python benchmarks/bench_streaming.py (make bench)"
 DATA = "MovieLens 100K u.data (100,000 events), Kafka 3.9 on the same machine, 3 partitions"
 
 
 @contextlib.contextmanager
 def kafka() -> Iterator[str]:
-    spec = importlib.util.spec_from_file_location(
-        "recsys_test_services", ROOT / "scripts" / "test_services.py"
-    )
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    with module.provide_kafka() as servers:
+    with test_services().provide_kafka() as servers:
         yield servers
 
 
@@ -128,24 +118,21 @@ async def _bare_consumer(servers: str, topic: str, total: int) -> float:
 
 
 def main() -> int:
-    root = data_dir()
-    if root is None or not (root / "ml-100k").is_dir():
-        save(
+    root = ml_100k_root()
+    if root is None:
+        return save_skipped(
             "streaming",
-            [
-                Result(
-                    "streaming",
-                    None,
-                    "events/s",
-                    "",
-                    None,
-                    COMMAND,
-                    DATA,
-                    note="skipped: RECSYS_DATA_DIR has no ml-100k/",
-                )
-            ],
+            Result(
+                "streaming",
+                None,
+                "events/s",
+                "",
+                None,
+                COMMAND,
+                DATA,
+            ),
+            NO_ML_100K,
         )
-        return 0
     ratings = load_dataset("ml-100k", data_dir=root, allow_download=False).ratings
     total = len(ratings)
     results: list[Result] = []

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 
-from common import Result, data_dir, save
+from common import NO_ML_100K, Result, ml_100k_root, save, save_skipped
 
 from recsys_stream.data import Dataset, load_dataset
 from recsys_stream.evaluation.prequential import PrequentialEvaluator
@@ -63,24 +63,21 @@ def river_events_per_second(dataset: Dataset) -> float | None:
 
 
 def main() -> int:
-    root = data_dir()
-    if root is None or not (root / "ml-100k").is_dir():
-        save(
+    root = ml_100k_root()
+    if root is None:
+        return save_skipped(
             "throughput",
-            [
-                Result(
-                    "throughput",
-                    None,
-                    "events/s",
-                    ">= 50,000",
-                    None,
-                    COMMAND,
-                    DATA,
-                    note="skipped: RECSYS_DATA_DIR has no ml-100k/",
-                )
-            ],
+            Result(
+                "throughput",
+                None,
+                "events/s",
+                ">= 50,000",
+                None,
+                COMMAND,
+                DATA,
+            ),
+            NO_ML_100K,
         )
-        return 0
     dataset = load_dataset("ml-100k", data_dir=root, allow_download=False)
     settings = Settings()
     config = settings.learner

@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import platform
 import subprocess
+import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import orjson
 
-RESULTS_DIR = Path(__file__).resolve().parent / "results"
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS_DIR = ROOT / "benchmarks" / "results"
+NO_ML_100K = "RECSYS_DATA_DIR has no ml-100k/"
 
 
 @dataclass
@@ -73,6 +78,32 @@ def data_dir() -> Path | None:
     """RECSYS_DATA_DIR, where the benchmarks read MovieLens (never downloaded here)."""
     value = os.environ.get("RECSYS_DATA_DIR")
     return Path(value) if value else None
+
+
+def ml_100k_root() -> Path | None:
+    """The data directory when it holds ml-100k/, else None (the benchmark is skipped)."""
+    root = data_dir()
+    return root if root is not None and (root / "ml-100k").is_dir() else None
+
+
+def test_services() -> ModuleType:
+    """scripts/test_services.py, which provides Kafka and Redis as `make test` does."""
+    spec = importlib.util.spec_from_file_location(
+        "recsys_test_services", ROOT / "scripts" / "test_services.py"
+    )
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def save_skipped(benchmark: str, result: Result, reason: str) -> int:
+    """Record that a benchmark could not run here, and why; returns the exit status 0."""
+    result.note = f"skipped: {reason}"
+    save(benchmark, [result])
+    return 0
 
 
 def save(benchmark: str, results: list[Result], extra: dict[str, Any] | None = None) -> Path:
