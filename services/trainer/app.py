@@ -89,7 +89,12 @@ def create_app(settings: Settings, sink: OutputSink | None = None) -> faust.App:
             unacknowledged.extend(events)
             if core.checkpoint_due():
                 await checkpoint()
-            if trainer.status_path is not None and time.monotonic() - status_written > 0.2:
+            # Throttled while behind; written at once when caught up, so that whoever
+            # watches the status sees the end of a burst without waiting for the timer.
+            caught_up = core.consumer_lag == 0
+            if trainer.status_path is not None and (
+                caught_up or time.monotonic() - status_written > 0.2
+            ):
                 core.write_status(trainer.status_path)
                 status_written = time.monotonic()
 

@@ -81,6 +81,8 @@ class TrainerCore:
         self.started_at = time.time()
         self.consumer_lag: int | None = None
         """Set by the Kafka adapter before each batch; published with the metrics."""
+        self.last_learned_at: float | None = None
+        """Wall-clock time at which the latest batch was learned."""
 
     # ---------------------------------------------------------------------- restore
 
@@ -129,6 +131,7 @@ class TrainerCore:
         )
         self.learned_since_checkpoint += result.learned
         self.dead_letters += len(letters)
+        self.last_learned_at = now
         return Handled(result.learned, skipped, letters)
 
     # -------------------------------------------------------------------- checkpoints
@@ -160,6 +163,7 @@ class TrainerCore:
             "retrains_completed": learner.retrains_completed,
             "freshness_p50_s": float(np.percentile(latencies, 50)) if len(latencies) else None,
             "freshness_p99_s": float(np.percentile(latencies, 99)) if len(latencies) else None,
+            "last_learned_at": self.last_learned_at,
             "updated_at": time.time(),
             "started_at": self.started_at,
             "pid": os.getpid(),
