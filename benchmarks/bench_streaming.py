@@ -25,11 +25,12 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import orjson
+from aiokafka import AIOKafkaConsumer, ConsumerRecord
 from common import NO_ML_100K, ROOT, Result, ml_100k_root, save, save_skipped, test_services
 
 from recsys_stream.data import load_dataset
@@ -98,14 +99,16 @@ class TrainerProcess:
         self.log.close()
 
 
-async def _bare_consumer(servers: str, topic: str, total: int) -> float:
-    from aiokafka import AIOKafkaConsumer
-
+async def _consume(
+    servers: str, topic: str, total: int, handle: Callable[[ConsumerRecord], None]
+) -> float:
+    """Read the topic from its start with a fresh group, handing each record to ``handle``,
+    until ``total`` records; returns events/s from the first fetch on."""
     consumer = AIOKafkaConsumer(
         topic,
         bootstrap_servers=servers,
         auto_offset_reset="earliest",
-        group_id=f"bare-{uuid.uuid4().hex[:6]}",
+        group_id=f"bench-{uuid.uuid4().hex[:6]}",
         enable_auto_commit=False,
     )
     await consumer.start()
@@ -115,34 +118,25 @@ async def _bare_consumer(servers: str, topic: str, total: int) -> float:
         while seen < total:
             for records in (await consumer.getmany(timeout_ms=500, max_records=5000)).values():
                 for record in records:
-                    decode(record.value)
+                    handle(record)
                     seen += 1
     finally:
         await consumer.stop()
     return total / (time.perf_counter() - started)
 
 
-async def _read_topic(servers: str, topic: str, total: int) -> list[Message]:
-    from aiokafka import AIOKafkaConsumer
-
-    consumer = AIOKafkaConsumer(
-        topic,
-        bootstrap_servers=servers,
-        auto_offset_reset="earliest",
-        group_id=f"read-{uuid.uuid4().hex[:6]}",
-        enable_auto_commit=False,
-    )
-    await consumer.start()
+def _read_topic(servers: str, topic: str, total: int) -> list[Message]:
     messages: list[Message] = []
-    try:
-        while len(messages) < total:
-            for records in (await consumer.getmany(timeout_ms=500, max_records=512)).values():
-                messages.extend(
-                    Message(r.topic, r.partition, r.offset, r.value, r.timestamp / 1000)
-                    for r in records
-                )
-    finally:
-        await consumer.stop()
+    asyncio.run(
+        _consume(
+            servers,
+            topic,
+            total,
+            lambda r: messages.append(
+                Message(r.topic, r.partition, r.offset, r.value, r.timestamp / 1000)
+            ),
+        )
+    )
     return messages
 
 
@@ -213,8 +207,8 @@ def main() -> int:
             end_to_end = total / (status["last_learned_at"] - started)
         finally:
             trainer.stop()
-        bare = asyncio.run(_bare_consumer(servers, topic, total))
-        core_alone = _core_alone(asyncio.run(_read_topic(servers, topic, total)), workdir)
+        bare = asyncio.run(_consume(servers, topic, total, lambda r: decode(r.value)))
+        core_alone = _core_alone(_read_topic(servers, topic, total), workdir)
         results.append(
             Result(
                 "end to end: replay at max speed until the trainer learned every event",
