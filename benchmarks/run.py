@@ -16,7 +16,17 @@ from pathlib import Path
 import orjson
 
 HERE = Path(__file__).resolve().parent
-BENCHMARKS = ("events", "quality", "throughput", "offline", "memory", "gpu", "streaming", "api")
+BENCHMARKS = (
+    "events",
+    "synthetic",
+    "quality",
+    "throughput",
+    "offline",
+    "memory",
+    "gpu",
+    "streaming",
+    "api",
+)
 
 
 def _format(value: float | None, unit: str) -> str:
