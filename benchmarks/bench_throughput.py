@@ -20,19 +20,6 @@ COMMAND = ".venv/bin/python benchmarks/bench_throughput.py (make bench)"
 DATA = "MovieLens 100K u.data (100,000 events)"
 
 
-def _batches(dataset: Dataset, size: int) -> list[EventBatch]:
-    frame = dataset.ratings
-    return [
-        EventBatch.from_arrays(
-            frame.user_id.to_numpy()[s : s + size],
-            frame.item_id.to_numpy()[s : s + size],
-            frame.rating.to_numpy()[s : s + size],
-            frame.timestamp.to_numpy()[s : s + size],
-        )
-        for s in range(0, len(frame), size)
-    ]
-
-
 def river_events_per_second(dataset: Dataset) -> float | None:
     try:
         from river import optim, reco
@@ -82,7 +69,7 @@ def main() -> int:
     settings = Settings()
     config = settings.learner
     batch_size = settings.stream.batch_size
-    batches = _batches(dataset, batch_size)
+    batches = list(EventBatch.from_ratings(dataset.ratings).split(batch_size))
     n = len(dataset.ratings)
 
     learner = OnlineLearner(config)

@@ -25,13 +25,16 @@ recsys_stream.events.EventValidationError: rating: must be between 0.5 and 5.0, 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import numpy as np
 import numpy.typing as npt
 import orjson
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 MAX_ID: Final = 2**31 - 1
 """Ids are non-negative and fit a signed 32-bit integer (every MovieLens id does)."""
@@ -176,6 +179,26 @@ class EventBatch:
             [e.rating for e in rows],
             [e.timestamp for e in rows],
         )
+
+    @classmethod
+    def from_ratings(cls, ratings: pd.DataFrame) -> EventBatch:
+        """The rows of a ratings frame (see :mod:`recsys_stream.data`), in its order."""
+        return cls.from_arrays(
+            ratings["user_id"].to_numpy(),
+            ratings["item_id"].to_numpy(),
+            ratings["rating"].to_numpy(),
+            ratings["timestamp"].to_numpy(),
+        )
+
+    def split(self, size: int) -> Iterator[EventBatch]:
+        """Consecutive micro-batches of ``size`` events (the last one may be shorter).
+
+        >>> batch = EventBatch.from_arrays([1, 2, 3], [10, 20, 30], [5, 4, 3], [0, 1, 2])
+        >>> [len(part) for part in batch.split(2)]
+        [2, 1]
+        """
+        for start in range(0, len(self), size):
+            yield self.slice(start, start + size)
 
     def slice(self, start: int, stop: int) -> EventBatch:
         return EventBatch(

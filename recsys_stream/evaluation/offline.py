@@ -60,7 +60,7 @@ class OfflineModel:
             item_shrinkage=learner.item_shrinkage,
             user_shrinkage=learner.user_shrinkage,
         )
-        batch = _batch(train)
+        batch = EventBatch.from_ratings(train)
         users, items = self.features.register(batch)
         self.features.update(batch, users, items)
         self._user_times = _times_by_user(train, self.features)
@@ -192,15 +192,6 @@ def ranking_evaluation(dataset: Dataset, config: OfflineConfig) -> dict[str, Any
         "negatives": config.negatives,
         "fit_seconds": model.fit_seconds,
     }
-
-
-def _batch(frame: pd.DataFrame) -> EventBatch:
-    return EventBatch.from_arrays(
-        frame["user_id"].to_numpy(),
-        frame["item_id"].to_numpy(),
-        frame["rating"].to_numpy(),
-        frame["timestamp"].to_numpy(),
-    )
 
 
 def _times_by_user(frame: pd.DataFrame, features: StreamFeatures) -> list[npt.NDArray[np.int64]]:

@@ -95,12 +95,8 @@ def stream() -> Stream:
     dataset = generate_synthetic(2_000, n_users=50, n_items=100, seed=0)
     sink = InMemorySink()
     processor = StreamProcessor.create(CONFIG, sink, window=200)
-    ratings = dataset.ratings
-    for start in range(0, len(ratings), 250):
-        chunk = ratings.iloc[start : start + 250]
-        processor.process_batch(
-            EventBatch.from_arrays(chunk.user_id, chunk.item_id, chunk.rating, chunk.timestamp)
-        )
+    for batch in EventBatch.from_ratings(dataset.ratings).split(250):
+        processor.process_batch(batch)
     report = processor.publish_metrics()
     return Stream(dataset, sink, report)
 

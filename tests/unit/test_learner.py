@@ -35,17 +35,6 @@ def _stream(n: int = 4000, seed: int = 3):
     return generate_synthetic(n, n_users=60, n_items=120, seed=seed)
 
 
-def _batches(frame, size: int):
-    for start in range(0, len(frame), size):
-        part = frame.iloc[start : start + size]
-        yield EventBatch.from_arrays(
-            part.user_id.to_numpy(),
-            part.item_id.to_numpy(),
-            part.rating.to_numpy(),
-            part.timestamp.to_numpy(),
-        )
-
-
 def _query(learner: OnlineLearner, batch: EventBatch) -> RankingQuery:
     catalog = np.unique(np.concatenate([learner.features.items.ids, batch.item_ids]))
     rows = np.arange(len(batch))
@@ -59,7 +48,7 @@ def test_the_learner_beats_popularity_on_a_structured_stream() -> None:
     evaluator = PrequentialEvaluator(
         {"learner": learner, "most_popular": most_popular(), "recent_popular": recent_popular()}
     )
-    for batch in _batches(_stream().ratings, 200):
+    for batch in EventBatch.from_ratings(_stream().ratings).split(200):
         evaluator.process(batch)
     figures = evaluator.report()["models"]
     assert figures["learner"]["hr@10"] > figures["most_popular"]["hr@10"]
@@ -71,9 +60,9 @@ def test_the_learner_beats_popularity_on_a_structured_stream() -> None:
 def test_row_j_is_scored_without_seeing_events_at_or_after_j() -> None:
     learner = _learner()
     frame = _stream().ratings
-    for batch in _batches(frame.iloc[:3000], 250):
+    for batch in EventBatch.from_ratings(frame.iloc[:3000]).split(250):
         learner.learn(batch)
-    batch = next(_batches(frame.iloc[3000:3100], 100))
+    batch = EventBatch.from_ratings(frame.iloc[3000:3100])
     altered = EventBatch(
         batch.user_ids.copy(),
         batch.item_ids.copy(),
@@ -109,17 +98,9 @@ def test_a_new_user_is_folded_in_from_their_first_events() -> None:
         items += chosen.tolist()
     n = len(users)
     learner = _learner()
-    frame_batches = [
-        EventBatch.from_arrays(
-            users[s : s + 240],
-            items[s : s + 240],
-            [5.0] * len(users[s : s + 240]),
-            np.arange(s, min(s + 240, n)),
-        )
-        for s in range(0, n, 240)
-    ]
+    batches = list(EventBatch.from_arrays(users, items, [5.0] * n, np.arange(n)).split(240))
     for _ in range(3):
-        for batch in frame_batches:
+        for batch in batches:
             learner.learn(batch)
     newcomer = 10_000
     learner.learn(EventBatch.from_arrays([newcomer] * 3, [101, 105, 110], [5.0] * 3, [n] * 3))
@@ -130,7 +111,7 @@ def test_a_new_user_is_folded_in_from_their_first_events() -> None:
 
 def test_an_unknown_user_gets_the_cold_start_list() -> None:
     learner = _learner()
-    for batch in _batches(_stream().ratings, 500):
+    for batch in EventBatch.from_ratings(_stream().ratings).split(500):
         learner.learn(batch)
     cold = learner.recommend(987_654, k=5)
     assert len(cold) == 5
@@ -139,7 +120,7 @@ def test_an_unknown_user_gets_the_cold_start_list() -> None:
 
 def test_similar_items_and_scores() -> None:
     learner = _learner()
-    for batch in _batches(_stream().ratings, 500):
+    for batch in EventBatch.from_ratings(_stream().ratings).split(500):
         learner.learn(batch)
     item = int(learner.features.items.ids[0])
     similar = learner.similar_items(item, k=5)
@@ -153,7 +134,7 @@ def test_similar_items_and_scores() -> None:
 
 def test_an_inline_retrain_swaps_in_a_model_that_learned_every_event() -> None:
     learner = _learner(retrain=RetrainConfig(every_events=1500, background=False, epochs=1))
-    for batch in _batches(_stream().ratings, 250):
+    for batch in EventBatch.from_ratings(_stream().ratings).split(250):
         learner.learn(batch)
     assert learner.retrains_completed == 2
     assert learner.version == 3
@@ -175,7 +156,7 @@ def test_online_learning_goes_on_during_a_background_retrain(
 
     monkeypatch.setattr(retrain_module, "fit_stored_events", held_fit)
     learner = _learner(retrain=RetrainConfig(every_events=1000, background=True, epochs=1))
-    batches = list(_batches(_stream().ratings, 250))
+    batches = list(EventBatch.from_ratings(_stream().ratings).split(250))
     for batch in batches[:4]:
         learner.learn(batch)
     assert started.wait(timeout=60)

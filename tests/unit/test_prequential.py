@@ -16,17 +16,6 @@ from recsys_stream.events import EventBatch
 from recsys_stream.recommender import RankingQuery
 
 
-def _batches(frame, size: int):
-    for start in range(0, len(frame), size):
-        part = frame.iloc[start : start + size]
-        yield EventBatch.from_arrays(
-            part.user_id.to_numpy(),
-            part.item_id.to_numpy(),
-            part.rating.to_numpy(),
-            part.timestamp.to_numpy(),
-        )
-
-
 @pytest.fixture(scope="module")
 def ml100k():
     root = os.environ.get("RECSYS_DATA_DIR")
@@ -40,7 +29,7 @@ def test_popularity_baselines_reproduce_the_protocol_reference_figures(ml100k) -
         {"most_popular": most_popular(), "recent_popular": recent_popular(30.0)},
         rating_range=ml100k.rating_range,
     )
-    for batch in _batches(ml100k.ratings, 1000):
+    for batch in EventBatch.from_ratings(ml100k.ratings).split(1000):
         evaluator.process(batch)
     report = evaluator.report()
     assert report["events"] == 100_000
@@ -60,7 +49,7 @@ def test_baseline_figures_do_not_depend_on_the_batch_size(ml100k) -> None:
     ranks = []
     for size in (1, 97, 512):
         evaluator = PrequentialEvaluator({"mp": most_popular(), "rp": recent_popular()})
-        for batch in _batches(ml100k.ratings.iloc[:3000], size):
+        for batch in EventBatch.from_ratings(ml100k.ratings.iloc[:3000]).split(size):
             evaluator.process(batch)
         ranks.append([evaluator._ranking[name].ranks for name in ("mp", "rp")])
     for other in ranks[1:]:
