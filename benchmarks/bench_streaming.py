@@ -18,20 +18,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
-import signal
-import subprocess
-import sys
 import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
-import orjson
 from aiokafka import AIOKafkaConsumer, ConsumerRecord
-from common import NO_ML_100K, ROOT, Result, ml_100k_root, save, save_skipped, test_services
+from common import NO_ML_100K, Result, ml_100k_root, save, save_skipped, test_services
 
 from recsys_stream.data import load_dataset
 from recsys_stream.events import decode
@@ -39,6 +33,7 @@ from recsys_stream.outputs import InMemorySink
 from recsys_stream.settings import Settings
 from replay.service import ReplayConfig, Replayer
 from services.trainer.worker import Message, TrainerCore
+from tests.integration.processes import Trainer
 
 COMMAND = ".venv/bin/python benchmarks/bench_streaming.py (make bench)"
 DATA = "MovieLens 100K u.data (100,000 events), Kafka 3.9 on the same machine, 3 partitions"
@@ -50,53 +45,13 @@ def kafka() -> Iterator[str]:
         yield servers
 
 
-class TrainerProcess:
-    def __init__(self, servers: str, topic: str, workdir: Path) -> None:
-        self.status_path = workdir / f"{topic}.status.json"
-        env = {
-            **os.environ,
-            "KAFKA_BOOTSTRAP_SERVERS": servers,
-            "RECSYS_KAFKA__TOPIC": topic,
-            "RECSYS_KAFKA__DEAD_LETTER_TOPIC": f"{topic}.dead-letter",
-            "RECSYS_TRAINER__APP_ID": f"bench-{topic}",
-            "RECSYS_TRAINER__CHECKPOINT_PATH": str(workdir / f"{topic}.ckpt"),
-            "RECSYS_TRAINER__STATUS_PATH": str(self.status_path),
-            "PYTHONPATH": str(ROOT),
-        }
-        self.log = (workdir / f"{topic}.log").open("wb")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "services.trainer"],
-            cwd=ROOT,
-            env=env,
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
-        )
-
-    def status(self) -> dict[str, Any]:
-        try:
-            status: dict[str, Any] = orjson.loads(self.status_path.read_bytes())
-        except (FileNotFoundError, orjson.JSONDecodeError):
-            return {}
-        return status if status.get("pid") == self.process.pid else {}
-
-    def wait(self, predicate: Any, timeout: float = 600) -> dict[str, Any]:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError("the trainer exited")
-            status = self.status()
-            if status and predicate(status):
-                return status
-            time.sleep(0.01)
-        raise TimeoutError(f"trainer status {self.status()}")
-
-    def stop(self) -> None:
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-        self.log.close()
+def _trainer(servers: str, topic: str, workdir: Path) -> Trainer:
+    """The trainer as deployed (its own process), on the device it would pick."""
+    folder = workdir / topic
+    folder.mkdir()
+    trainer = Trainer(servers, topic, folder, RECSYS_LEARNER__DEVICE="auto")
+    trainer.start()
+    return trainer
 
 
 async def _consume(
@@ -198,12 +153,12 @@ def main() -> int:
         Replayer(ReplayConfig(topic=topic, bootstrap_servers=servers), "ml-100k").run(
             ratings.iloc[:0]
         )  # creates the topic, so the trainer subscribes before the clock starts
-        trainer = TrainerProcess(servers, topic, workdir)
+        trainer = _trainer(servers, topic, workdir)
         try:
-            trainer.wait(lambda s: True, timeout=300)  # up and idle
+            trainer.wait_for(lambda s: True, timeout=300)  # up and idle
             started = time.time()  # wall clock: the trainer's status says when it learned
             Replayer(ReplayConfig(topic=topic, bootstrap_servers=servers), "ml-100k").run(ratings)
-            status = trainer.wait(lambda s: s["events_learned"] >= total)
+            status = trainer.wait_for(lambda s: s["events_learned"] >= total, timeout=600)
             end_to_end = total / (status["last_learned_at"] - started)
         finally:
             trainer.stop()
@@ -229,14 +184,14 @@ def main() -> int:
         Replayer(ReplayConfig(topic=topic, bootstrap_servers=servers), "ml-100k").run(
             ratings.iloc[:0]
         )
-        trainer = TrainerProcess(servers, topic, workdir)
+        trainer = _trainer(servers, topic, workdir)
         try:
-            trainer.wait(lambda s: True, timeout=300)
+            trainer.wait_for(lambda s: True, timeout=300)
             steady = ratings.iloc[:20_000]
             Replayer(
                 ReplayConfig(topic=topic, bootstrap_servers=servers, rate=1000.0), "ml-100k"
             ).run(steady)
-            status = trainer.wait(lambda s: s["events_learned"] >= len(steady))
+            status = trainer.wait_for(lambda s: s["events_learned"] >= len(steady), timeout=600)
         finally:
             trainer.stop()
         p50, p99 = status["freshness_p50_s"] * 1000, status["freshness_p99_s"] * 1000
