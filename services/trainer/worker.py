@@ -131,7 +131,8 @@ class TrainerCore:
         )
         self.learned_since_checkpoint += result.learned
         self.dead_letters += len(letters)
-        self.last_learned_at = now
+        if result.learned:
+            self.last_learned_at = now
         return Handled(result.learned, skipped, letters)
 
     # -------------------------------------------------------------------- checkpoints
