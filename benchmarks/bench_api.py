@@ -35,8 +35,7 @@ from pathlib import Path
 import numpy as np
 from common import ROOT, Result, save, save_skipped, test_services
 
-from recsys_stream.outputs import UserRecommendations
-from recsys_stream.serving import ModelSnapshot, UserState
+from recsys_stream.serving import ModelSnapshot, UserRecommendations, UserState
 from recsys_stream.settings import RedisSettings
 from services.cache.redis_cache import RedisCache
 

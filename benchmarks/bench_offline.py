@@ -5,7 +5,7 @@ from __future__ import annotations
 from common import NO_ML_100K, Result, ml_100k_root, save, save_skipped
 
 from recsys_stream.data import load_dataset
-from recsys_stream.evaluation.offline import ranking_evaluation, rating_evaluation
+from recsys_stream.evaluation import ranking_evaluation, rating_evaluation
 from recsys_stream.settings import Settings
 
 COMMAND = ".venv/bin/python benchmarks/bench_offline.py (make bench)"
@@ -32,44 +32,43 @@ def main() -> int:
     config = Settings().offline
     rating = rating_evaluation(dataset, config)
     ranking = ranking_evaluation(dataset, config)
-    epochs = f"{config.epochs} epochs, fit {rating['fit_seconds']:.0f} s"
+    epochs = f"{config.epochs} epochs, fit {rating.fit_seconds:.0f} s"
     save(
         "offline",
         [
             Result(
                 "offline RMSE (random 80/20)",
-                rating["rmse"],
+                rating.rmse,
                 "",
                 "<= 0.90",
-                rating["rmse"] <= 0.90,
+                rating.rmse <= 0.90,
                 COMMAND,
                 DATA,
                 baseline="Surprise SVD 0.935, SVD++ 0.920; the old notebooks 0.939 (PROTOCOL.md)",
-                note=f"MAE {rating['mae']:.4f}, like accuracy {rating['like_accuracy']:.4f}; "
-                f"{epochs}",
+                note=f"MAE {rating.mae:.4f}, like accuracy {rating.like_accuracy:.4f}; {epochs}",
             ),
             Result(
                 "leave-one-out HR@10, 99 sampled negatives",
-                ranking["hr@10_sampled"],
+                ranking.hr_sampled,
                 "",
                 "",
                 None,
                 COMMAND,
                 "MovieLens 100K, each user's latest rating held out",
-                note=f"NDCG@10 {ranking['ndcg@10_sampled']:.4f}",
+                note=f"NDCG@10 {ranking.ndcg_sampled:.4f}",
             ),
             Result(
                 "leave-one-out HR@10, full ranking",
-                ranking["hr@10_full"],
+                ranking.hr_full,
                 "",
                 "",
                 None,
                 COMMAND,
                 "MovieLens 100K, each user's latest rating held out",
-                note=f"NDCG@10 {ranking['ndcg@10_full']:.4f}",
+                note=f"NDCG@10 {ranking.ndcg_full:.4f}",
             ),
         ],
-        {"rating": rating, "ranking": ranking},
+        {"rating": rating.to_dict(), "ranking": ranking.to_dict()},
     )
     return 0
 

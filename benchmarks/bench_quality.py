@@ -12,17 +12,24 @@ import time
 from common import Result, data_dir, save
 
 from recsys_stream.data import generate_synthetic, load_dataset
+from recsys_stream.report import RunReport
 from recsys_stream.settings import Settings
-from recsys_stream.simulation import SimulationConfig, run_simulation
+from recsys_stream.stream import SimulationConfig, run_simulation
 
 COMMAND = ".venv/bin/python benchmarks/bench_quality.py (make bench)"
 
 
-def _quality(report: dict, data: str, prefix: str) -> list[Result]:
-    models = report["models"]
-    learner, recent, cooc = models["learner"], models["recent_popular"], models["cooc_knn"]
-    ratio = learner["hr@10"] / recent["hr@10"]
-    batch = f"batch size {report['batch_size']}"
+def _quality(report: RunReport, data: str, prefix: str) -> list[Result]:
+    models = report.prequential.models
+    learner, recent, cooc = (
+        models["learner"].overall,
+        models["recent_popular"].overall,
+        models["cooc_knn"].overall,
+    )
+    rating = models["learner"].rating
+    assert rating is not None
+    ratio = learner.hr / recent.hr
+    batch = f"batch size {report.batch_size}"
     return [
         Result(
             f"{prefix}: learner HR@10 / RecentPopular HR@10",
@@ -32,44 +39,39 @@ def _quality(report: dict, data: str, prefix: str) -> list[Result]:
             ratio >= 2.3,
             COMMAND,
             data,
-            baseline=f"learner {learner['hr@10']:.4f} vs RecentPopular {recent['hr@10']:.4f}",
+            baseline=f"learner {learner.hr:.4f} vs RecentPopular {recent.hr:.4f}",
             note=batch,
         ),
         Result(
             f"{prefix}: learner HR@10 - co-occurrence kNN HR@10",
-            learner["hr@10"] - cooc["hr@10"],
+            learner.hr - cooc.hr,
             "",
             "> 0",
-            learner["hr@10"] > cooc["hr@10"],
+            learner.hr > cooc.hr,
             COMMAND,
             data,
-            baseline=f"learner {learner['hr@10']:.4f} vs kNN {cooc['hr@10']:.4f}",
+            baseline=f"learner {learner.hr:.4f} vs kNN {cooc.hr:.4f}",
             note=batch,
         ),
         Result(
             f"{prefix}: learner prequential RMSE",
-            learner["rmse"],
+            rating.rmse,
             "",
             "<= 0.94",
-            learner["rmse"] <= 0.94,
+            rating.rmse <= 0.94,
             COMMAND,
             data,
             baseline="River BiasedMF 0.948 (PROTOCOL.md)",
-            note=f"MAE {learner['mae']:.4f}; {batch}",
+            note=f"MAE {rating.mae:.4f}; {batch}",
         ),
     ]
 
 
 def main() -> int:
     settings = Settings()
-    config = SimulationConfig(
-        learner=settings.learner,
-        batch_size=settings.stream.batch_size,
-        k=settings.stream.k,
-        window=settings.stream.window,
-    )
+    config = SimulationConfig.from_settings(settings)
     results: list[Result] = []
-    reports: dict[str, dict] = {}
+    reports: dict[str, RunReport] = {}
     root = data_dir()
     if root is not None and (root / "ml-100k").is_dir():
         dataset = load_dataset("ml-100k", data_dir=root, allow_download=False)
@@ -102,7 +104,8 @@ def main() -> int:
         results,
         {
             "reports": {
-                name: {"models": r["models"], "events": r["events"]} for name, r in reports.items()
+                name: {"models": r.to_dict()["models"], "events": r.prequential.events}
+                for name, r in reports.items()
             }
         },
     )

@@ -29,8 +29,8 @@ from common import NO_ML_100K, Result, ml_100k_root, save, save_skipped, test_se
 
 from recsys_stream.data import load_dataset
 from recsys_stream.events import decode
-from recsys_stream.outputs import InMemorySink
-from recsys_stream.settings import Settings
+from recsys_stream.serving import InMemorySink
+from recsys_stream.settings import KafkaSettings, Settings
 from replay.service import ReplayConfig, Replayer
 from services.trainer.worker import Message, TrainerCore
 from tests.integration.processes import Trainer
@@ -43,6 +43,10 @@ DATA = "MovieLens 100K u.data (100,000 events), Kafka 3.9 on the same machine, 3
 def kafka() -> Iterator[str]:
     with test_services().provide_kafka() as servers:
         yield servers
+
+
+def _kafka(servers: str, topic: str) -> KafkaSettings:
+    return KafkaSettings(bootstrap_servers=servers, topic=topic)
 
 
 def _trainer(servers: str, topic: str, workdir: Path) -> Trainer:
@@ -97,7 +101,9 @@ def _read_topic(servers: str, topic: str, total: int) -> list[Message]:
 
 def _core_alone(messages: list[Message], workdir: Path) -> float:
     """Events/s of the trainer's core on these messages, in micro-batches, as the trainer."""
-    settings = Settings(trainer={"checkpoint_path": workdir / "core-alone.ckpt"})
+    settings = Settings(
+        trainer={"checkpoint_path": workdir / "core-alone.ckpt"}, stream={"baselines": False}
+    )
     core = TrainerCore(settings, InMemorySink())
     size = settings.stream.batch_size
     started = time.perf_counter()
@@ -133,9 +139,7 @@ def main() -> int:
         workdir = Path(work)
         # 1. The producer alone.
         topic = f"bench-produce-{uuid.uuid4().hex[:6]}"
-        summary = Replayer(ReplayConfig(topic=topic, bootstrap_servers=servers), "ml-100k").run(
-            ratings
-        )
+        summary = Replayer(ReplayConfig(kafka=_kafka(servers, topic)), "ml-100k").run(ratings)
         results.append(
             Result(
                 "replay producer alone (max speed)",
@@ -150,14 +154,14 @@ def main() -> int:
         )
         # 2. End to end.
         topic = f"bench-e2e-{uuid.uuid4().hex[:6]}"
-        Replayer(ReplayConfig(topic=topic, bootstrap_servers=servers), "ml-100k").run(
+        Replayer(ReplayConfig(kafka=_kafka(servers, topic)), "ml-100k").run(
             ratings.iloc[:0]
         )  # creates the topic, so the trainer subscribes before the clock starts
         trainer = _trainer(servers, topic, workdir)
         try:
             trainer.wait_for(lambda s: True, timeout=300)  # up and idle
             started = time.time()  # wall clock: the trainer's status says when it learned
-            Replayer(ReplayConfig(topic=topic, bootstrap_servers=servers), "ml-100k").run(ratings)
+            Replayer(ReplayConfig(kafka=_kafka(servers, topic)), "ml-100k").run(ratings)
             status = trainer.wait_for(lambda s: s["events_learned"] >= total, timeout=600)
             end_to_end = total / (status["last_learned_at"] - started)
         finally:
@@ -181,16 +185,12 @@ def main() -> int:
         )
         # 3. Freshness at a steady 1,000 events/s.
         topic = f"bench-fresh-{uuid.uuid4().hex[:6]}"
-        Replayer(ReplayConfig(topic=topic, bootstrap_servers=servers), "ml-100k").run(
-            ratings.iloc[:0]
-        )
+        Replayer(ReplayConfig(kafka=_kafka(servers, topic)), "ml-100k").run(ratings.iloc[:0])
         trainer = _trainer(servers, topic, workdir)
         try:
             trainer.wait_for(lambda s: True, timeout=300)
             steady = ratings.iloc[:20_000]
-            Replayer(
-                ReplayConfig(topic=topic, bootstrap_servers=servers, rate=1000.0), "ml-100k"
-            ).run(steady)
+            Replayer(ReplayConfig(kafka=_kafka(servers, topic), rate=1000.0), "ml-100k").run(steady)
             status = trainer.wait_for(lambda s: s["events_learned"] >= len(steady), timeout=600)
         finally:
             trainer.stop()

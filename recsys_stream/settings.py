@@ -14,10 +14,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Final, Literal
 
 from pydantic import AliasChoices, BaseModel, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+RELEVANCE_THRESHOLD: Final = 4.0
+"""A rating at or above this is relevant: the protocol's definition (../shared/PROTOCOL.md)."""
+LIKE_THRESHOLD: Final = 3.5
+"""A rating (or prediction) at or above this is a like, in the like/dislike confusion matrix."""
 
 
 def _default_cache_dir() -> Path:
@@ -68,15 +73,32 @@ class TrainerSettings(BaseModel):
     status_path: Path | None = Field(
         default=None, description="Write a small JSON status here after every batch."
     )
-    baselines: bool = Field(
-        default=False,
-        description="Also evaluate the baselines live (costs throughput; the embedded "
-        "simulation always does).",
+    data_dir: Path = Field(
+        default_factory=lambda: _default_cache_dir() / "trainer" / "faust",
+        description="Faust's working directory (its tables' data; one folder per app id).",
     )
     sink: Literal["redis", "memory"] = Field(
         default="redis",
         description="Where top-K lists, user states, snapshots and metrics go.",
     )
+
+
+class ReplaySettings(BaseModel):
+    """The replay service: how it sends a dataset into Kafka and where it records progress."""
+
+    state_dir: Path = Field(
+        default_factory=lambda: _default_cache_dir() / "replay",
+        description="Where each replay records how far it got (<dataset>-<topic>.json), so "
+        "that --resume continues without gaps or duplicates.",
+    )
+    compression: Literal["lz4", "gzip", "snappy", "zstd"] | None = "lz4"
+    linger_ms: int = Field(default=20, ge=0, description="Producer batching delay.")
+    batch_bytes: int = Field(default=256 * 1024, ge=1_024, description="Producer batch size.")
+    connect_timeout_s: float = Field(default=15.0, gt=0)
+
+    def state_file(self, dataset: str, topic: str) -> Path:
+        """Where the replay of ``dataset`` into ``topic`` records its progress."""
+        return self.state_dir / f"{dataset}-{topic}.json"
 
 
 class ApiSettings(BaseModel):
@@ -134,8 +156,8 @@ class ModelConfig:
     dense_lr: float = 0.01
     """Adam step of the dense parameters (slot weights, attention, MLP, prior weight)."""
     irrelevant_weight: float = 0.5
-    """Weight of non-relevant events (rating < relevance threshold) in the ranking loss."""
-    relevance_threshold: float = 4.0
+    """Weight of non-relevant events (rating < the stream's relevance threshold) in the ranking
+    loss."""
     rating_weight: float = 1.0
     sampled_negatives: int = 1024
     """Negatives drawn per micro-batch for the softmax, besides the batch's own items."""
@@ -185,6 +207,11 @@ class StreamConfig:
     """Relevant events in the sliding window of the windowed metrics."""
     baselines: bool = True
     """Evaluate MostPopular, RecentPopular and the co-occurrence kNN alongside."""
+    relevance_threshold: float = RELEVANCE_THRESHOLD
+    """Ratings at or above are relevant: evaluated for ranking, and weighted fully in the
+    learner's ranking loss."""
+    like_threshold: float = LIKE_THRESHOLD
+    """Ratings at or above are likes, in the like/dislike confusion matrix."""
 
 
 def _offline_learner() -> LearnerConfig:
@@ -223,6 +250,7 @@ class Settings(BaseSettings):
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     redis: RedisSettings = Field(default_factory=RedisSettings)
     trainer: TrainerSettings = Field(default_factory=TrainerSettings)
+    replay: ReplaySettings = Field(default_factory=ReplaySettings)
     api: ApiSettings = Field(default_factory=ApiSettings)
     learner: LearnerConfig = Field(default_factory=LearnerConfig)
     stream: StreamConfig = Field(default_factory=StreamConfig)

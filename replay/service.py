@@ -16,7 +16,6 @@ those are skipped.
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 from collections.abc import Callable
@@ -32,6 +31,8 @@ from kafka.errors import KafkaError, TopicAlreadyExistsError
 from kafka.partitioner.default import murmur2
 
 from recsys_stream.events import EventValidationError, RatingEvent, encode
+from recsys_stream.files import atomic_write
+from recsys_stream.settings import KafkaSettings, ReplaySettings, Settings
 
 log = logging.getLogger(__name__)
 
@@ -55,12 +56,11 @@ class BrokerUnavailableError(RuntimeError):
 
 @dataclass(frozen=True)
 class ReplayConfig:
-    """What to send where, how fast, and from where to where."""
+    """What to send where (the settings' Kafka and replay sections), how fast, and from where
+    to where (this run's own choices)."""
 
-    topic: str
-    bootstrap_servers: str
-    partitions: int = 3
-    replication_factor: int = 1
+    kafka: KafkaSettings = field(default_factory=KafkaSettings)
+    producer: ReplaySettings = field(default_factory=ReplaySettings)
     speed: float | None = None
     """Event-time seconds per wall-clock second (3600: an hour of ratings per second)."""
     rate: float | None = None
@@ -72,11 +72,25 @@ class ReplayConfig:
     stop_time: float | None = None
     """Stop before events at or after this event time."""
     state_file: Path | None = None
+    """Where progress is recorded (None: nowhere, and ``resume`` has nothing to read)."""
     resume: bool = False
-    compression: str | None = "lz4"
-    linger_ms: int = 20
-    batch_bytes: int = 256 * 1024
-    connect_timeout_s: float = 15.0
+
+    @classmethod
+    def from_settings(cls, settings: Settings, **run: Any) -> ReplayConfig:
+        """The settings' Kafka and replay sections, with ``run``'s own fields."""
+        return cls(kafka=settings.kafka, producer=settings.replay, **run)
+
+    @property
+    def topic(self) -> str:
+        return self.kafka.topic
+
+    @property
+    def bootstrap_servers(self) -> str:
+        return self.kafka.bootstrap_servers
+
+    @property
+    def connect_timeout_s(self) -> float:
+        return self.producer.connect_timeout_s
 
     def __post_init__(self) -> None:
         if self.speed is not None and self.rate is not None:
@@ -127,7 +141,7 @@ def ensure_topic(config: ReplayConfig) -> int:
         ) from None
     try:
         admin.create_topics(
-            [NewTopic(config.topic, config.partitions, config.replication_factor)],
+            [NewTopic(config.topic, config.kafka.partitions, config.kafka.replication_factor)],
             timeout_ms=int(config.connect_timeout_s * 1000),
         )
     except TopicAlreadyExistsError:
@@ -183,10 +197,7 @@ class Replayer:
             "scan_from": {str(p): o for p, o in scan_from.items()},
             "updated_at": time.time(),
         }
-        path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = path.with_name(f".{path.name}.tmp")
-        temporary.write_bytes(orjson.dumps(state))
-        os.replace(temporary, path)
+        atomic_write(path, orjson.dumps(state))
 
     def _already_written(self, scan_from: dict[int, int]) -> dict[int, int]:
         """Per partition, the highest index of this dataset written from ``scan_from`` on."""
@@ -387,9 +398,9 @@ class Replayer:
                 client_id="recsys-replay",
                 enable_idempotence=True,
                 acks="all",
-                linger_ms=config.linger_ms,
-                batch_size=config.batch_bytes,
-                compression_type=config.compression,
+                linger_ms=config.producer.linger_ms,
+                batch_size=config.producer.batch_bytes,
+                compression_type=config.producer.compression,
                 max_in_flight_requests_per_connection=5,
                 request_timeout_ms=int(config.connect_timeout_s * 1000),
                 bootstrap_timeout_ms=int(config.connect_timeout_s * 1000),

@@ -1,10 +1,16 @@
-"""The ``recsys-stream`` command line: the composition root that wires the core to its adapters."""
+"""The ``recsys-stream`` command line: the composition root that wires the core to its adapters.
+
+Every option's default is the value the settings give (``recsys_stream/settings.py``, from
+``RECSYS_*`` variables), and ``--help`` shows it.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import threading
 import time
+import uuid
 from pathlib import Path
 from typing import Annotated
 
@@ -13,8 +19,8 @@ import uvicorn
 from tqdm import tqdm
 
 from recsys_stream.data import Dataset, DatasetError, load_dataset_from_settings
-from recsys_stream.eventlog import InMemoryEventLog
-from recsys_stream.outputs import InMemorySink
+from recsys_stream.events import InMemoryEventLog
+from recsys_stream.serving import InMemorySink
 from recsys_stream.settings import Settings
 
 app = typer.Typer(
@@ -22,7 +28,12 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
+    # Plain help text: rich markup would take "[...]" in a help string for a style tag.
+    rich_markup_mode=None,
 )
+
+DEFAULTS = Settings()
+"""The settings as the environment gives them: every option's default comes from here."""
 
 
 @app.callback()
@@ -34,10 +45,12 @@ DataDirOption = Annotated[
     Path | None,
     typer.Option(
         "--data-dir",
-        help="Folder holding dataset folders named as GroupLens names them (ml-100k/, ...). "
-        "Defaults to RECSYS_DATA_DIR.",
+        help="Folder holding dataset folders named as GroupLens names them (ml-100k/, ...); "
+        "searched before the download cache.",
+        show_default="RECSYS_DATA_DIR, else none",
     ),
 ]
+DatasetOption = Annotated[str, typer.Option(help="MovieLens variant: ml-100k, ml-1m, ...")]
 
 
 def _settings(data_dir: Path | None) -> Settings:
@@ -49,32 +62,37 @@ def _settings(data_dir: Path | None) -> Settings:
 
 @app.command()
 def simulate(
-    dataset: Annotated[str, typer.Option(help="MovieLens variant, e.g. ml-100k.")] = "ml-100k",
+    dataset: DatasetOption = "ml-100k",
     data_dir: DataDirOption = None,
     batch_size: Annotated[
-        int | None, typer.Option(min=1, help="Events per micro-batch [default: settings].")
-    ] = None,
+        int, typer.Option(min=1, help="Events per micro-batch.")
+    ] = DEFAULTS.stream.batch_size,
     retrain_every: Annotated[
         int | None,
-        typer.Option(min=1, help="Full retrain every this many events [default: settings]."),
-    ] = None,
-    no_retrain: Annotated[bool, typer.Option(help="Never retrain.")] = False,
+        typer.Option(min=1, help="Full retrain every this many events (none: never by count)."),
+    ] = DEFAULTS.learner.retrain.every_events,
+    retrain: Annotated[
+        bool, typer.Option("--retrain/--no-retrain", help="Run periodic full retrains.")
+    ] = True,
     device: Annotated[
-        str | None, typer.Option(help="cuda, cpu or auto [default: settings].")
-    ] = None,
-    seed: Annotated[int | None, typer.Option(help="Random seed [default: settings].")] = None,
+        str, typer.Option(help="cuda, cpu, or auto (cuda when there is one).")
+    ] = DEFAULTS.learner.device,
+    seed: Annotated[int, typer.Option(help="Random seed of the learner.")] = DEFAULTS.learner.seed,
     max_events: Annotated[
-        int | None, typer.Option(min=1, help="Stop after this many events.")
+        int | None, typer.Option(min=1, help="Stop after this many events (none: all).")
     ] = None,
     baselines: Annotated[
         bool, typer.Option(help="Evaluate the protocol's baselines in the same run.")
-    ] = True,
+    ] = DEFAULTS.stream.baselines,
     out: Annotated[
         Path | None,
-        typer.Option("--out", help="Run directory [default: runs/<dataset>-<time>]."),
+        typer.Option("--out", help="Run directory.", show_default="runs/<dataset>-<date>-<time>"),
     ] = None,
     checkpoint: Annotated[
-        Path | None, typer.Option(help="Checkpoint file, written every --checkpoint-every.")
+        Path | None,
+        typer.Option(
+            help="Checkpoint file, written every --checkpoint-every events and at the end."
+        ),
     ] = None,
     checkpoint_every: Annotated[int | None, typer.Option(min=1)] = None,
     resume: Annotated[bool, typer.Option(help="Continue from --checkpoint if it exists.")] = False,
@@ -85,34 +103,30 @@ def simulate(
             "keep learning posted events afterwards, until Ctrl-C."
         ),
     ] = False,
-    port: Annotated[
-        int | None, typer.Option(help="API port with --serve [default: settings].")
-    ] = None,
+    port: Annotated[int, typer.Option(help="API port with --serve.")] = DEFAULTS.api.port,
 ) -> None:
     """Replay a dataset in timestamp order through the embedded event log into the learner,
     evaluating it prequentially against the baselines, and write a run directory."""
     from recsys_stream.reporting import comparison_table, write_run
-    from recsys_stream.simulation import SimulationConfig, run_simulation
+    from recsys_stream.stream import SimulationConfig, run_simulation
 
     settings = _settings(data_dir)
     learner = settings.learner
-    retrain = learner.retrain
-    if no_retrain:
-        retrain = dataclasses.replace(retrain, every_events=None, every_seconds=None)
-    elif retrain_every is not None:
-        retrain = dataclasses.replace(retrain, every_events=retrain_every)
+    every = retrain_every if retrain else None
     learner = dataclasses.replace(
         learner,
-        retrain=retrain,
-        device=device or learner.device,
-        seed=learner.seed if seed is None else seed,
+        retrain=dataclasses.replace(
+            learner.retrain,
+            every_events=every,
+            every_seconds=learner.retrain.every_seconds if retrain else None,
+        ),
+        device=device,
+        seed=seed,
     )
+    stream = dataclasses.replace(settings.stream, batch_size=batch_size, baselines=baselines)
     config = SimulationConfig(
         learner=learner,
-        batch_size=batch_size or settings.stream.batch_size,
-        k=settings.stream.k,
-        window=settings.stream.window,
-        baselines=baselines,
+        stream=stream,
         max_events=max_events,
         checkpoint_path=checkpoint,
         checkpoint_every_events=checkpoint_every,
@@ -144,17 +158,19 @@ def simulate(
     typer.echo("")
     typer.echo(comparison_table(report))
     typer.echo(
-        f"\n{report['events']:,} events in {report['wall_seconds']:.1f} s "
-        f"({report['events_per_second']:,.0f} events/s, batch size {config.batch_size}, "
-        f"device {report['device']}); run directory: {run_dir}"
+        f"\n{report.prequential.events:,} events in {report.wall_seconds:.1f} s "
+        f"({report.events_per_second:,.0f} events/s, batch size {report.batch_size}, "
+        f"device {report.device}); run directory: {run_dir}"
     )
 
 
 @app.command("evaluate-offline")
 def evaluate_offline(
-    dataset: Annotated[str, typer.Option(help="MovieLens variant, e.g. ml-100k.")] = "ml-100k",
+    dataset: DatasetOption = "ml-100k",
     data_dir: DataDirOption = None,
-    epochs: Annotated[int | None, typer.Option(min=1, help="[default: settings]")] = None,
+    epochs: Annotated[
+        int, typer.Option(min=1, help="Training epochs over the 80%.")
+    ] = DEFAULTS.offline.epochs,
     ranking: Annotated[
         bool, typer.Option(help="Also run leave-one-out HR@10 / NDCG@10 (a second fit).")
     ] = True,
@@ -164,31 +180,28 @@ def evaluate_offline(
     like/dislike matrix; leave-one-out HR@10 and NDCG@10 (99 sampled negatives and full)."""
     import orjson
 
-    from recsys_stream.evaluation.offline import ranking_evaluation, rating_evaluation
+    from recsys_stream.evaluation import ranking_evaluation, rating_evaluation
 
     settings = _settings(data_dir)
-    config = settings.offline
-    if epochs is not None:
-        config = dataclasses.replace(config, epochs=epochs)
+    config = dataclasses.replace(settings.offline, epochs=epochs)
     data = _load(dataset, settings)
     typer.echo(f"fitting on 80% of {dataset} ({config.epochs} epochs) ...")
-    figures: dict[str, object] = {"dataset": dataset, "rating": rating_evaluation(data, config)}
-    rating = figures["rating"]
-    assert isinstance(rating, dict)
-    confusion = rating["confusion"]
+    rating = rating_evaluation(data, config, like_threshold=settings.stream.like_threshold)
+    figures: dict[str, object] = {"dataset": dataset, "rating": rating.to_dict()}
+    confusion = rating.confusion
     typer.echo(
-        f"RMSE {rating['rmse']:.4f}  MAE {rating['mae']:.4f}  like accuracy "
-        f"{rating['like_accuracy']:.4f}  (tp {confusion['tp']:,} fp {confusion['fp']:,} "
-        f"fn {confusion['fn']:,} tn {confusion['tn']:,})"
+        f"RMSE {rating.rmse:.4f}  MAE {rating.mae:.4f}  like accuracy "
+        f"{rating.like_accuracy:.4f}  (tp {confusion.tp:,} fp {confusion.fp:,} "
+        f"fn {confusion.fn:,} tn {confusion.tn:,})"
     )
     if ranking:
         typer.echo("fitting leave-one-out ...")
         loo = ranking_evaluation(data, config)
-        figures["ranking"] = loo
+        figures["ranking"] = loo.to_dict()
         typer.echo(
-            f"HR@10 {loo['hr@10_sampled']:.4f}  NDCG@10 {loo['ndcg@10_sampled']:.4f} "
-            f"(99 sampled negatives);  HR@10 {loo['hr@10_full']:.4f}  "
-            f"NDCG@10 {loo['ndcg@10_full']:.4f} (full ranking)"
+            f"HR@{loo.k} {loo.hr_sampled:.4f}  NDCG@{loo.k} {loo.ndcg_sampled:.4f} "
+            f"({loo.negatives} sampled negatives);  HR@{loo.k} {loo.hr_full:.4f}  "
+            f"NDCG@{loo.k} {loo.ndcg_full:.4f} (full ranking)"
         )
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -197,20 +210,30 @@ def evaluate_offline(
 
 @app.command()
 def replay(
-    dataset: Annotated[str, typer.Option(help="MovieLens variant, e.g. ml-1m.")] = "ml-100k",
+    dataset: DatasetOption = "ml-100k",
     data_dir: DataDirOption = None,
-    topic: Annotated[str | None, typer.Option(help="[default: settings]")] = None,
+    topic: Annotated[str, typer.Option(help="Kafka topic.")] = DEFAULTS.kafka.topic,
     partitions: Annotated[
-        int | None, typer.Option(min=1, help="Partitions when the topic is created.")
-    ] = None,
+        int, typer.Option(min=1, help="Partitions when the topic is created.")
+    ] = DEFAULTS.kafka.partitions,
     speed: Annotated[
         float | None,
-        typer.Option(min=0.0, help="Event-time seconds per wall second (3600: an hour a second)."),
+        typer.Option(
+            min=0.0,
+            help="Event-time seconds per wall second (3600: an hour a second); none: as fast "
+            "as the broker takes them, unless --rate.",
+        ),
     ] = None,
-    rate: Annotated[float | None, typer.Option(min=0.0, help="Events per second.")] = None,
-    max_speed: Annotated[bool, typer.Option(help="As fast as the broker takes them.")] = False,
+    rate: Annotated[
+        float | None, typer.Option(min=0.0, help="Events per second (none: no pacing).")
+    ] = None,
+    max_speed: Annotated[
+        bool, typer.Option(help="As fast as the broker takes them (the default pacing).")
+    ] = False,
     start_index: Annotated[int, typer.Option(min=0, help="First event (stream order).")] = 0,
-    stop_index: Annotated[int | None, typer.Option(min=0, help="Stop before this event.")] = None,
+    stop_index: Annotated[
+        int | None, typer.Option(min=0, help="Stop before this event (none: the end).")
+    ] = None,
     start_time: Annotated[
         str | None, typer.Option(help="Skip events before this time (ISO 8601 or Unix s).")
     ] = None,
@@ -220,7 +243,13 @@ def replay(
     resume: Annotated[
         bool, typer.Option(help="Continue where the last replay of this dataset stopped.")
     ] = False,
-    state_file: Annotated[Path | None, typer.Option(help="Where progress is recorded.")] = None,
+    state_file: Annotated[
+        Path | None,
+        typer.Option(
+            help="Where progress is recorded.",
+            show_default=f"{DEFAULTS.replay.state_dir}/<dataset>-<topic>.json",
+        ),
+    ] = None,
 ) -> None:
     """Stream a dataset's ratings in timestamp order into Kafka, keyed by user."""
     from replay.service import BrokerUnavailableError, DeliveryError, ReplayConfig, Replayer
@@ -230,20 +259,17 @@ def replay(
         raise typer.BadParameter("--max-speed excludes --speed and --rate")
     if speed is not None and rate is not None:
         raise typer.BadParameter("choose one of --speed and --rate")
-    topic = topic or settings.kafka.topic
-    config = ReplayConfig(
-        topic=topic,
-        bootstrap_servers=settings.kafka.bootstrap_servers,
-        partitions=partitions or settings.kafka.partitions,
-        replication_factor=settings.kafka.replication_factor,
+    settings.kafka.topic = topic
+    settings.kafka.partitions = partitions
+    config = ReplayConfig.from_settings(
+        settings,
         speed=speed,
         rate=rate,
         start_index=start_index,
         stop_index=stop_index,
         start_time=_event_time(start_time),
         stop_time=_event_time(stop_time),
-        state_file=state_file
-        or settings.data.cache_dir.parent / "replay" / f"{dataset}-{topic}.json",
+        state_file=state_file or settings.replay.state_file(dataset, topic),
         resume=resume,
     )
     data = _load(dataset, settings)
@@ -280,18 +306,19 @@ def produce(
     user: Annotated[int, typer.Option(help="User id.")],
     item: Annotated[int, typer.Option(help="Item id.")],
     rating: Annotated[float, typer.Option(help="Rating (0.5-5).")],
-    timestamp: Annotated[float | None, typer.Option(help="Unix seconds [default: now].")] = None,
-    topic: Annotated[str | None, typer.Option(help="[default: settings]")] = None,
+    timestamp: Annotated[
+        float | None, typer.Option(help="Unix seconds.", show_default="now")
+    ] = None,
+    topic: Annotated[str, typer.Option(help="Kafka topic.")] = DEFAULTS.kafka.topic,
 ) -> None:
-    """Send one rating event to the ratings topic (for manual tests)."""
-    import uuid
-
-    from kafka import KafkaProducer
-    from kafka.errors import KafkaError
-
-    from recsys_stream.events import EventValidationError, RatingEvent, encode
+    """Send one rating event to the ratings topic (for manual tests), through the same
+    publisher as the API's POST /events."""
+    from recsys_stream.events import EventValidationError, RatingEvent
+    from recsys_stream.serving import PublishError
+    from services.publishers import KafkaEventPublisher
 
     settings = Settings()
+    settings.kafka.topic = topic
     try:
         event = RatingEvent(
             user,
@@ -303,25 +330,24 @@ def produce(
         )
     except EventValidationError as exc:
         raise typer.BadParameter(str(exc)) from None
+
+    async def send() -> None:
+        publisher = KafkaEventPublisher(settings.kafka, timeout_s=15.0)
+        try:
+            await publisher.publish([event])
+        finally:
+            await publisher.close()
+
     try:
-        producer = KafkaProducer(
-            bootstrap_servers=settings.kafka.bootstrap_servers,
-            acks="all",
-            max_block_ms=15_000,
-            request_timeout_ms=15_000,
-        )
-        metadata = producer.send(
-            topic or settings.kafka.topic, value=encode(event), key=str(user).encode()
-        ).get(timeout=15)
-        producer.close()
-    except KafkaError as exc:
+        asyncio.run(send())
+    except PublishError as exc:
         typer.secho(
             f"cannot send to Kafka at {settings.kafka.bootstrap_servers}: {exc}",
             fg=typer.colors.RED,
             err=True,
         )
         raise typer.Exit(3) from None
-    typer.echo(f"sent {event.event_id} to {metadata.topic}/{metadata.partition}@{metadata.offset}")
+    typer.echo(f"sent {event.event_id} to {topic}")
 
 
 @app.command()
@@ -332,6 +358,28 @@ def trainer(
     from services.trainer.app import run_worker
 
     run_worker(Settings(), loglevel=loglevel)
+
+
+@app.command()
+def api(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = DEFAULTS.api.host,
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = DEFAULTS.api.port,
+) -> None:
+    """Serve the HTTP API over Redis (the trainer's cache) and Kafka (events)."""
+    from services.api.app import create_app
+    from services.cache.redis_cache import RedisCache
+    from services.publishers import KafkaEventPublisher
+
+    settings = Settings()
+    items = (
+        _load(settings.api.metadata_dataset, settings).items
+        if settings.api.metadata_dataset
+        else None
+    )
+    application = create_app(
+        settings, RedisCache(settings.redis), KafkaEventPublisher(settings.kafka), items
+    )
+    uvicorn.run(application, host=host, port=port, log_level="warning", access_log=False)
 
 
 def _event_time(value: str | None) -> float | None:
@@ -358,7 +406,7 @@ def _serve_embedded(
     sink: InMemorySink,
     log: InMemoryEventLog,
     data: Dataset,
-    port: int | None,
+    port: int,
 ) -> uvicorn.Server:
     """The API on the in-memory cache and event log, in a background thread."""
     from services.api.app import create_app
@@ -367,47 +415,13 @@ def _serve_embedded(
     application = create_app(settings, sink, EventLogPublisher(log), data.items)
     server = uvicorn.Server(
         uvicorn.Config(
-            application,
-            host=settings.api.host,
-            port=port or settings.api.port,
-            log_level="warning",
-            access_log=False,
+            application, host=settings.api.host, port=port, log_level="warning", access_log=False
         )
     )
     threading.Thread(target=server.run, name="api", daemon=True).start()
-    typer.echo(
-        f"API on http://{settings.api.host}:{port or settings.api.port} "
-        f"(docs: http://{settings.api.host}:{port or settings.api.port}/docs)"
-    )
+    address = f"http://{settings.api.host}:{port}"
+    typer.echo(f"API on {address} (docs: {address}/docs)")
     return server
-
-
-@app.command()
-def api(
-    host: Annotated[str | None, typer.Option(help="[default: settings]")] = None,
-    port: Annotated[int | None, typer.Option(help="[default: settings]")] = None,
-) -> None:
-    """Serve the HTTP API over Redis (the trainer's cache) and Kafka (events)."""
-    from services.api.app import create_app
-    from services.cache.redis_cache import RedisCache
-    from services.publishers import KafkaEventPublisher
-
-    settings = Settings()
-    items = (
-        _load(settings.api.metadata_dataset, settings).items
-        if settings.api.metadata_dataset
-        else None
-    )
-    application = create_app(
-        settings, RedisCache(settings.redis), KafkaEventPublisher(settings.kafka), items
-    )
-    uvicorn.run(
-        application,
-        host=host or settings.api.host,
-        port=port or settings.api.port,
-        log_level="warning",
-        access_log=False,
-    )
 
 
 def _load(dataset: str, settings: Settings) -> Dataset:

@@ -13,8 +13,7 @@ import logging
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
-from recsys_stream.eventlog import InMemoryEventLog
-from recsys_stream.events import RatingEvent, encode
+from recsys_stream.events import InMemoryEventLog, RatingEvent, encode
 from recsys_stream.serving import PublishError
 from recsys_stream.settings import KafkaSettings
 

@@ -20,10 +20,9 @@ import numpy as np
 import numpy.typing as npt
 import torch
 
+from recsys_stream._arrays import IdIndex, UserSequences
+from recsys_stream.base import RankingQuery
 from recsys_stream.events import EventBatch
-from recsys_stream.idindex import IdIndex
-from recsys_stream.recommender import RankingQuery
-from recsys_stream.sequences import UserSequences
 
 
 class CoocKNN:

@@ -6,8 +6,8 @@ a sliding window — is computed from the same data at report time, for any pref
 
 >>> log = RankingLog(k=10)
 >>> log.append(event_index=np.array([0, 5]), ranks=np.array([0, 40]), warm=np.array([0, 1]))
->>> summary = log.summary()
->>> summary["hr@10"], round(summary["ndcg@10"], 3), summary["relevant"]
+>>> overall = log.overall()
+>>> overall.hr, round(overall.ndcg, 3), overall.relevant
 (0.5, 0.5, 2)
 """
 
@@ -18,6 +18,15 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+
+from recsys_stream.report import (
+    Confusion,
+    DecileFigures,
+    RankingFigures,
+    RatingFigures,
+    WindowedRanking,
+)
+from recsys_stream.settings import LIKE_THRESHOLD
 
 
 class _Growable:
@@ -43,20 +52,16 @@ class _Growable:
         return self._size
 
 
-def _ranking_figures(ranks: npt.NDArray[np.int64], k: int) -> dict[str, float]:
+def _ranking_figures(ranks: npt.NDArray[np.int64], k: int) -> RankingFigures:
     n = len(ranks)
     hits = ranks < k
     hit_rate = float(hits.mean()) if n else 0.0
     ndcg = float(np.where(hits, 1.0 / np.log2(ranks + 2.0), 0.0).mean()) if n else 0.0
     precision = hit_rate / k
     f1 = 2 * precision * hit_rate / (precision + hit_rate) if hit_rate else 0.0
-    return {
-        f"hr@{k}": hit_rate,
-        f"ndcg@{k}": ndcg,
-        f"precision@{k}": precision,
-        f"recall@{k}": hit_rate,
-        f"f1@{k}": f1,
-    }
+    return RankingFigures(
+        relevant=n, hr=hit_rate, ndcg=ndcg, precision=precision, recall=hit_rate, f1=f1
+    )
 
 
 class RankingLog:
@@ -85,19 +90,20 @@ class RankingLog:
     def ranks(self) -> npt.NDArray[np.int64]:
         return self._rank.values.astype(np.int64)
 
-    def summary(self) -> dict[str, Any]:
-        """Overall figures with the warm-user and last-20% breakdowns."""
-        ranks, k = self.ranks, self.k
-        figures: dict[str, Any] = {"relevant": len(ranks), **_ranking_figures(ranks, k)}
-        warm = _ranking_figures(ranks[self._warm.values], k)
-        last = _ranking_figures(ranks[len(ranks) - len(ranks) // 5 :], k)
-        figures.update({f"{name}_warm": value for name, value in warm.items()})
-        figures.update({f"{name}_last20": value for name, value in last.items()})
-        figures["relevant_warm"] = int(self._warm.values.sum())
-        figures["relevant_last20"] = len(ranks) // 5
-        return figures
+    def overall(self) -> RankingFigures:
+        """Figures over every relevant event."""
+        return _ranking_figures(self.ranks, self.k)
 
-    def deciles(self, n_events: int) -> list[dict[str, float]]:
+    def warm(self) -> RankingFigures:
+        """Figures over the relevant events of users with at least one earlier event."""
+        return _ranking_figures(self.ranks[self._warm.values], self.k)
+
+    def last20(self) -> RankingFigures:
+        """Figures over the last 20% of the relevant events (a fifth, rounded down)."""
+        ranks = self.ranks
+        return _ranking_figures(ranks[len(ranks) - len(ranks) // 5 :], self.k)
+
+    def deciles(self, n_events: int) -> list[DecileFigures]:
         """Figures for each tenth of the stream (by event position, relevant events only)."""
         ranks, positions = self.ranks, self._event_index.values
         bounds = np.linspace(0, n_events, 11)
@@ -105,18 +111,12 @@ class RankingLog:
         for decile in range(10):
             inside = (positions >= bounds[decile]) & (positions < bounds[decile + 1])
             figures = _ranking_figures(ranks[inside], self.k)
-            result.append(
-                {
-                    "decile": decile + 1,
-                    "relevant": int(inside.sum()),
-                    f"hr@{self.k}": figures[f"hr@{self.k}"],
-                    f"ndcg@{self.k}": figures[f"ndcg@{self.k}"],
-                }
-            )
+            result.append(DecileFigures(decile + 1, int(inside.sum()), figures.hr, figures.ndcg))
         return result
 
-    def window_series(self, window: int, step: int) -> dict[str, list[float]]:
-        """HR@k and NDCG@k over the last ``window`` relevant events, every ``step`` of them."""
+    def window_series(self, window: int, step: int) -> tuple[list[int], WindowedRanking]:
+        """HR@k and NDCG@k over the last ``window`` relevant events, every ``step`` of them:
+        ``(event_index, figures)``, the events processed at each point."""
         ranks = self.ranks
         hits = (ranks < self.k).astype(np.float64)
         gains = np.where(ranks < self.k, 1.0 / np.log2(ranks + 2.0), 0.0)
@@ -127,11 +127,13 @@ class RankingLog:
         hit_sums = np.concatenate([[0.0], np.cumsum(hits)])
         gain_sums = np.concatenate([[0.0], np.cumsum(gains)])
         sizes = ends - starts
-        return {
-            "event_index": (self._event_index.values[ends - 1] + 1).tolist(),
-            f"hr@{self.k}": ((hit_sums[ends] - hit_sums[starts]) / sizes).tolist(),
-            f"ndcg@{self.k}": ((gain_sums[ends] - gain_sums[starts]) / sizes).tolist(),
-        }
+        return (
+            (self._event_index.values[ends - 1] + 1).tolist(),
+            WindowedRanking(
+                hr=((hit_sums[ends] - hit_sums[starts]) / sizes).tolist(),
+                ndcg=((gain_sums[ends] - gain_sums[starts]) / sizes).tolist(),
+            ),
+        )
 
     def state_dict(self) -> dict[str, npt.NDArray[Any]]:
         return {
@@ -148,7 +150,7 @@ class RankingLog:
 class RatingLog:
     """Predicted and actual rating of every event, for RMSE, MAE and the like/dislike matrix."""
 
-    def __init__(self, like_threshold: float = 3.5) -> None:
+    def __init__(self, like_threshold: float = LIKE_THRESHOLD) -> None:
         self.like_threshold = like_threshold
         self._predicted = _Growable(np.float32)
         self._actual = _Growable(np.float32)
@@ -162,7 +164,7 @@ class RatingLog:
         self._actual.append(actual)
         self._warm.append(np.asarray(warm, dtype=bool))
 
-    def summary(self) -> dict[str, Any]:
+    def summary(self) -> RatingFigures:
         predicted = self._predicted.values.astype(np.float64)
         actual = self._actual.values.astype(np.float64)
         warm = self._warm.values
@@ -181,17 +183,17 @@ class RatingLog:
         fn = int(np.sum(~predicted_like & actual_like))
         tn = int(np.sum(~predicted_like & ~actual_like))
         last = error[len(error) - len(error) // 5 :]
-        return {
-            "rmse": rmse(error),
-            "mae": mae(error),
-            "rmse_warm": rmse(error[warm]),
-            "mae_warm": mae(error[warm]),
-            "rmse_last20": rmse(last),
-            "confusion": {"tp": tp, "fp": fp, "fn": fn, "tn": tn},
-            "like_accuracy": (tp + tn) / len(error) if len(error) else 0.0,
-            "like_precision": tp / (tp + fp) if tp + fp else 0.0,
-            "like_recall": tp / (tp + fn) if tp + fn else 0.0,
-        }
+        return RatingFigures(
+            rmse=rmse(error),
+            mae=mae(error),
+            rmse_warm=rmse(error[warm]),
+            mae_warm=mae(error[warm]),
+            rmse_last20=rmse(last),
+            confusion=Confusion(tp=tp, fp=fp, fn=fn, tn=tn),
+            like_accuracy=(tp + tn) / len(error) if len(error) else 0.0,
+            like_precision=tp / (tp + fp) if tp + fp else 0.0,
+            like_recall=tp / (tp + fn) if tp + fn else 0.0,
+        )
 
     def window_rmse(self, window: int, step: int) -> tuple[list[int], list[float]]:
         """RMSE over the last ``window`` events, every ``step`` events: (ends, values)."""

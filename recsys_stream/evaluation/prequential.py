@@ -12,7 +12,7 @@ does every model learn the batch.
 >>> outcome = evaluator.process(
 ...     EventBatch.from_arrays([1, 2, 3, 3], [10, 10, 20, 10], [5, 5, 4, 5], [0, 1, 2, 3])
 ... )
->>> evaluator.report()["models"]["most_popular"]["hr@2"]
+>>> evaluator.report().models["most_popular"].overall.hr
 0.5
 """
 
@@ -27,12 +27,12 @@ import numpy as np
 import numpy.typing as npt
 import torch
 
+from recsys_stream._arrays import IdIndex, UserSequences, candidate_mask, target_ranks
+from recsys_stream.base import RankingQuery, RatingPredictor, StreamingRecommender
 from recsys_stream.evaluation.metrics import RankingLog, RatingLog
 from recsys_stream.events import EventBatch
-from recsys_stream.idindex import IdIndex
-from recsys_stream.recommender import RankingQuery, RatingPredictor, StreamingRecommender
-from recsys_stream.retrieval import candidate_mask, target_ranks
-from recsys_stream.sequences import UserSequences
+from recsys_stream.report import ModelFigures, PrequentialReport, RankingSeries, RatingSeries
+from recsys_stream.settings import LIKE_THRESHOLD, RELEVANCE_THRESHOLD
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,8 +52,8 @@ class PrequentialEvaluator:
         models: Mapping[str, StreamingRecommender],
         *,
         k: int = 10,
-        relevance_threshold: float = 4.0,
-        like_threshold: float = 3.5,
+        relevance_threshold: float = RELEVANCE_THRESHOLD,
+        like_threshold: float = LIKE_THRESHOLD,
         rating_range: tuple[float, float] = (0.5, 5.0),
         window: int = 5_000,
         device: torch.device | str = "cpu",
@@ -62,6 +62,7 @@ class PrequentialEvaluator:
         self.device = torch.device(device)
         self.k = k
         self.relevance_threshold = relevance_threshold
+        self.like_threshold = like_threshold
         self.rating_range = rating_range
         self.window = window
         self.events_seen = 0
@@ -175,35 +176,43 @@ class PrequentialEvaluator:
         log = self._ranking[name]
         return float((log.ranks < self.k).mean()) if len(log) else 0.0
 
-    def report(self, series_step: int | None = None) -> dict[str, Any]:
+    def report(self, series_step: int | None = None) -> PrequentialReport:
         """Every figure of the protocol for every model, plus windowed time series."""
         step = series_step or max(1, self.window // 10)
-        models: dict[str, Any] = {}
-        series: dict[str, Any] = {"window": self.window, "step": step, "models": {}}
+        models: dict[str, ModelFigures] = {}
+        ranking_series = RankingSeries(window=self.window, step=step)
+        rating_series: RatingSeries | None = None
         for name, log in self._ranking.items():
-            figures = log.summary()
-            figures["deciles"] = log.deciles(self.events_seen)
-            windowed = log.window_series(self.window, step)
-            series["event_index"] = windowed.pop("event_index")
-            series["models"][name] = windowed
+            event_index, windowed = log.window_series(self.window, step)
+            ranking_series.event_index[:] = event_index
+            ranking_series.models[name] = windowed
+            rating = None
             if name in self._rating:
-                figures.update(self._rating[name].summary())
-                rating_series = series.setdefault("rating", {"window": self.window, "models": {}})
+                rating = self._rating[name].summary()
+                if rating_series is None:
+                    rating_series = RatingSeries(window=self.window)
                 ends, rmse = self._rating[name].window_rmse(self.window, step)
-                rating_series["event_index"] = ends
-                rating_series["models"][name] = {"rmse": rmse}
-            models[name] = figures
+                rating_series.event_index[:] = ends
+                rating_series.rmse[name] = rmse
+            models[name] = ModelFigures(
+                overall=log.overall(),
+                warm=log.warm(),
+                last20=log.last20(),
+                deciles=log.deciles(self.events_seen),
+                rating=rating,
+            )
         some_log = next(iter(self._ranking.values()), None)
-        relevant = len(some_log) if some_log is not None else 0
-        return {
-            "events": self.events_seen,
-            "relevant_events": relevant,
-            "users": len(self._users),
-            "items": len(self._catalog),
-            "k": self.k,
-            "relevance_threshold": self.relevance_threshold,
-            "first_timestamp": self._first_timestamp,
-            "last_timestamp": self._last_timestamp,
-            "models": models,
-            "series": series,
-        }
+        return PrequentialReport(
+            events=self.events_seen,
+            relevant_events=len(some_log) if some_log is not None else 0,
+            users=len(self._users),
+            items=len(self._catalog),
+            k=self.k,
+            relevance_threshold=self.relevance_threshold,
+            like_threshold=self.like_threshold,
+            first_timestamp=self._first_timestamp,
+            last_timestamp=self._last_timestamp,
+            models=models,
+            ranking_series=ranking_series,
+            rating_series=rating_series,
+        )

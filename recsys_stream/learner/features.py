@@ -11,150 +11,16 @@ consumes, and afterwards folds the batch into its summaries.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 import torch
 
-from recsys_stream.baselines.popularity import Popularity
+from recsys_stream._arrays import DecayedCounts, IdIndex, IntArray, UserSequences, earlier_same_key
 from recsys_stream.events import EventBatch
-from recsys_stream.grouped import IntArray, earlier_same_key, exclusive_group_sum
-from recsys_stream.idindex import IdIndex
-from recsys_stream.sequences import UserSequences
-
-FloatArray = npt.NDArray[np.float64]
-
-
-@dataclass(frozen=True, slots=True)
-class BatchInputs:
-    """One micro-batch as the model sees it (all tensors on the model's device)."""
-
-    users: torch.Tensor
-    """User rows, ``-1`` for users the model has never learned from."""
-    items: torch.Tensor
-    """Item rows, ``-1`` for items the model has never learned from."""
-    ratings: torch.Tensor
-    context_items: torch.Tensor
-    """``[B, L]`` item rows of each user's last L events before this one, ``-1`` padded."""
-    context_residuals: torch.Tensor
-    """``[B, L]`` how much each context rating exceeded that item's baseline."""
-    rating_baseline: torch.Tensor
-    """Global mean + item and user effects, from the log up to each event."""
-    popularity_prior: torch.Tensor
-    """``[n_items]`` log(1 + recently decayed count) of every item row, at the batch's start."""
-    excluded_rows: torch.Tensor
-    excluded_items: torch.Tensor
-    """``(row, item)`` pairs: what each row's user rated before it."""
-
-    def __len__(self) -> int:
-        return len(self.ratings)
-
-
-class RatingStatistics:
-    """Sums and counts of ratings per item and of residuals per user, with shrinkage.
-
-    item effect b_i = sum_i(r - mu) / (n_i + item_shrinkage);
-    user effect b_u = sum_u(r - mu - b_i) / (n_u + user_shrinkage).
-    """
-
-    def __init__(self, item_shrinkage: float, user_shrinkage: float) -> None:
-        self.item_shrinkage = item_shrinkage
-        self.user_shrinkage = user_shrinkage
-        self.total = 0.0
-        self.count = 0
-        self.item_sum = np.zeros(0)
-        self.item_count = np.zeros(0)
-        self.user_sum = np.zeros(0)
-        self.user_count = np.zeros(0)
-
-    @property
-    def mean(self) -> float:
-        return self.total / self.count if self.count else 3.5
-
-    def item_effect(self, rows: IntArray) -> FloatArray:
-        """The item effect of item rows as of now (0 for unknown rows)."""
-        return self._effect(rows, self.item_sum, self.item_count, self.item_shrinkage, self.mean)
-
-    def _effect(
-        self, rows: IntArray, sums: FloatArray, counts: FloatArray, shrink: float, mean: float
-    ) -> FloatArray:
-        known = (rows >= 0) & (rows < len(sums))
-        safe = np.where(known, rows, 0)
-        if len(sums) == 0:
-            return np.zeros(rows.shape)
-        numerator = sums[safe] - (counts[safe] * mean if mean else 0.0)
-        return np.where(known, numerator / (counts[safe] + shrink), 0.0)
-
-    def batch_effects(
-        self, users: IntArray, items: IntArray, ratings: npt.NDArray[np.float32]
-    ) -> tuple[FloatArray, FloatArray]:
-        """Item and user effects before each event, counting the batch's earlier events.
-
-        ``users`` and ``items`` are rows (``-1`` for unknown); unknown ones are grouped by the
-        caller-supplied row anyway, so they must be registered or distinct negative keys.
-        """
-        mean = self.mean
-        gathered = self._gather(items, self.item_sum), self._gather(items, self.item_count)
-        item_sum = gathered[0] + exclusive_group_sum(items, ratings)
-        item_count = gathered[1] + exclusive_group_sum(items, np.ones(len(items)))
-        item_effect = (item_sum - item_count * mean) / (item_count + self.item_shrinkage)
-        residual = ratings - mean - item_effect
-        user_sum = self._gather(users, self.user_sum) + exclusive_group_sum(users, residual)
-        user_count = self._gather(users, self.user_count) + exclusive_group_sum(
-            users, np.ones(len(users))
-        )
-        user_effect = user_sum / (user_count + self.user_shrinkage)
-        return item_effect, user_effect
-
-    @staticmethod
-    def _gather(rows: IntArray, values: FloatArray) -> FloatArray:
-        known = (rows >= 0) & (rows < len(values))
-        return np.where(known, values[np.where(known, rows, 0)] if len(values) else 0.0, 0.0)
-
-    def update(
-        self,
-        users: IntArray,
-        items: IntArray,
-        ratings: npt.NDArray[np.float32],
-        n_users: int,
-        n_items: int,
-    ) -> None:
-        """Fold a batch in (rows registered), each event against the effects before it."""
-        item_effect, _ = self.batch_effects(users, items, ratings)
-        residual = ratings - self.mean - item_effect
-        self.item_sum = _grown(self.item_sum, n_items)
-        self.item_count = _grown(self.item_count, n_items)
-        self.user_sum = _grown(self.user_sum, n_users)
-        self.user_count = _grown(self.user_count, n_users)
-        np.add.at(self.item_sum, items, ratings)
-        np.add.at(self.item_count, items, 1.0)
-        np.add.at(self.user_sum, users, residual)
-        np.add.at(self.user_count, users, 1.0)
-        self.total += float(ratings.sum(dtype=np.float64))
-        self.count += len(ratings)
-
-    def state_dict(self) -> dict[str, Any]:
-        return {
-            "total": self.total,
-            "count": self.count,
-            "item_sum": self.item_sum.copy(),
-            "item_count": self.item_count.copy(),
-            "user_sum": self.user_sum.copy(),
-            "user_count": self.user_count.copy(),
-        }
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.total, self.count = float(state["total"]), int(state["count"])
-        for name in ("item_sum", "item_count", "user_sum", "user_count"):
-            setattr(self, name, np.asarray(state[name], dtype=np.float64).copy())
-
-
-def _grown(values: FloatArray, size: int) -> FloatArray:
-    if len(values) >= size:
-        return values
-    return np.concatenate([values, np.zeros(max(size, 2 * len(values)) - len(values))])
+from recsys_stream.learner.statistics import RatingStatistics
+from recsys_stream.model import BatchInputs
 
 
 class StreamFeatures:
@@ -164,7 +30,7 @@ class StreamFeatures:
         self,
         *,
         context_length: int,
-        popularity_half_life_days: float,
+        popularity_half_life_days: float | None,
         item_shrinkage: float,
         user_shrinkage: float,
     ) -> None:
@@ -173,7 +39,7 @@ class StreamFeatures:
         self.items = IdIndex()
         self.sequences = UserSequences()
         self.statistics = RatingStatistics(item_shrinkage, user_shrinkage)
-        self.popularity = Popularity(half_life_days=popularity_half_life_days)
+        self.popularity = DecayedCounts(half_life_days=popularity_half_life_days)
         self._last_timestamp: float | None = None
 
     def register(self, batch: EventBatch) -> tuple[IntArray, IntArray]:
@@ -246,13 +112,7 @@ class StreamFeatures:
             )
         else:
             excluded = (np.zeros(0, np.int64), np.zeros(0, np.int64))
-        user_effect = self.statistics._effect(
-            users,
-            self.statistics.user_sum,
-            self.statistics.user_count,
-            self.statistics.user_shrinkage,
-            0.0,
-        )
+        user_effect = self.statistics.user_effect(users)
         return self._package(
             device,
             users=users,
@@ -287,13 +147,7 @@ class StreamFeatures:
         ratings = self.sequences.value_at(users, positions)
         stats = self.statistics
         mean = stats.mean
-        count_i = RatingStatistics._gather(targets, stats.item_count) - 1.0
-        sum_i = RatingStatistics._gather(targets, stats.item_sum) - ratings
-        item_effect = (sum_i - count_i * mean) / (count_i + stats.item_shrinkage)
-        residual = ratings - mean - item_effect
-        count_u = RatingStatistics._gather(users, stats.user_count) - 1.0
-        sum_u = RatingStatistics._gather(users, stats.user_sum) - residual
-        user_effect = sum_u / (count_u + stats.user_shrinkage)
+        item_effect, user_effect = stats.leave_one_out_effects(users, targets, ratings)
         context_residuals = np.where(
             window.mask, window.values - mean - stats.item_effect(window.items), 0.0
         )
@@ -322,9 +176,7 @@ class StreamFeatures:
         )
         stats = self.statistics
         mean = stats.mean
-        user_effect = stats._effect(
-            safe_users, stats.user_sum, stats.user_count, stats.user_shrinkage, 0.0
-        )
+        user_effect = stats.user_effect(safe_users)
         context_residuals = np.where(
             window.mask, window.values - mean - stats.item_effect(window.items), 0.0
         )
@@ -388,14 +240,14 @@ class StreamFeatures:
         self.sequences.append(users, items, batch.ratings)
         self._last_timestamp = float(batch.timestamps[-1])
         self.statistics.update(users, items, batch.ratings, len(self.users), len(self.items))
-        self.popularity.learn(batch)
+        self.popularity.add(batch.item_ids, batch.timestamps)
 
     @classmethod
     def from_state_dict(cls, state: dict[str, Any], like: StreamFeatures) -> StreamFeatures:
         """A copy configured like ``like`` holding ``state``."""
         copy = cls(
             context_length=like.context_length,
-            popularity_half_life_days=(like.popularity.half_life_seconds or 0.0) / 86_400,
+            popularity_half_life_days=like.popularity.half_life_days,
             item_shrinkage=like.statistics.item_shrinkage,
             user_shrinkage=like.statistics.user_shrinkage,
         )

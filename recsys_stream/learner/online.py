@@ -1,11 +1,13 @@
-"""The online learner: learns from every micro-batch, scores, recommends.
+"""The online learner: learns from every micro-batch, scores for the evaluator, and hands
+serving its state (top-K lists, user states, model snapshots).
 
 >>> from recsys_stream.events import EventBatch
 >>> from recsys_stream.settings import LearnerConfig, ModelConfig
 >>> learner = OnlineLearner(LearnerConfig(model=ModelConfig(dim=8, context_length=4)))
 >>> learner.learn(EventBatch.from_arrays([1, 1, 2], [10, 20, 10], [5.0, 4.0, 3.0], [0, 1, 2]))
->>> [item for item, _ in learner.recommend(2, k=2)]
-[20]
+>>> items, _, _ = learner.serving_state([2], k=2)
+>>> items.tolist()
+[[20, -1]]
 """
 
 from __future__ import annotations
@@ -18,27 +20,27 @@ import numpy as np
 import numpy.typing as npt
 import torch
 
+from recsys_stream._arrays import top_k
+from recsys_stream.base import RankingQuery
 from recsys_stream.events import EventBatch
-from recsys_stream.learner.features import BatchInputs, StreamFeatures
+from recsys_stream.learner.device import resolve_device
+from recsys_stream.learner.features import StreamFeatures
 from recsys_stream.learner.replay_buffer import ReplayBuffer, concatenate
 from recsys_stream.learner.retrain import BackgroundRetrain
-from recsys_stream.model.neumf import ContextualNeuMF
-from recsys_stream.recommender import RankingQuery
-from recsys_stream.retrieval import top_k
+from recsys_stream.model import BatchInputs, ContextualNeuMF
 from recsys_stream.serving import ModelSnapshot, UserState
-from recsys_stream.settings import LearnerConfig
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+from recsys_stream.settings import RELEVANCE_THRESHOLD, LearnerConfig
 
 
 class OnlineLearner:
     """A :class:`ContextualNeuMF` learned online, with the log-derived state it reads."""
 
-    def __init__(self, config: LearnerConfig | None = None) -> None:
+    def __init__(
+        self,
+        config: LearnerConfig | None = None,
+        *,
+        relevance_threshold: float = RELEVANCE_THRESHOLD,
+    ) -> None:
         self.config = config or LearnerConfig()
         self.device = resolve_device(self.config.device)
         self.features = StreamFeatures(
@@ -47,7 +49,8 @@ class OnlineLearner:
             item_shrinkage=self.config.item_shrinkage,
             user_shrinkage=self.config.user_shrinkage,
         )
-        self.model = ContextualNeuMF(self.config.model, self.device, seed=self.config.seed)
+        self.relevance_threshold = relevance_threshold
+        self.model = self._new_model(self.config.seed)
         self.replay = ReplayBuffer(
             self.config.replay_capacity, self.config.model.context_length, seed=self.config.seed
         )
@@ -61,6 +64,11 @@ class OnlineLearner:
         self._time_of_last_retrain = time.monotonic()
         # Held while the model is read or replaced, so a retrained model swaps in atomically.
         self.lock = threading.RLock()
+
+    def _new_model(self, seed: int) -> ContextualNeuMF:
+        return ContextualNeuMF(
+            self.config.model, self.device, seed=seed, relevance_threshold=self.relevance_threshold
+        )
 
     # ------------------------------------------------------------------------ learning
 
@@ -111,12 +119,9 @@ class OnlineLearner:
             snapshot = StreamFeatures.from_state_dict(self.features.state_dict(), self.features)
             self._events_at_last_retrain = self.events_learned
             self._time_of_last_retrain = time.monotonic()
+            seed = self.config.seed + self.version
             self._retrain = BackgroundRetrain(
-                snapshot,
-                self.config.model,
-                self.config.retrain,
-                device=self.device,
-                seed=self.config.seed + self.version,
+                snapshot, self._new_model(seed), self.config.retrain, seed=seed
             )
             self._retrain.start()
             if self._retrain.ready and not self.config.retrain.background:
@@ -188,25 +193,6 @@ class OnlineLearner:
             inputs = self._scoring_inputs(batch)
             return self.model.predict_ratings(inputs).cpu().numpy()
 
-    def recommend_many(
-        self, user_ids: npt.ArrayLike, k: int = 10, *, exclude_seen: bool = True
-    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:
-        """Top-``k`` item ids and scores for each user, ``-1``-padded; unknown users get the
-        cold-start list (the popularity prior and item biases)."""
-        users = np.asarray(user_ids, dtype=np.int64)
-        with self.lock:
-            inputs = self.features.serving_inputs(users, self.device, with_exclusions=exclude_seen)
-            scores = self.model.item_scores(
-                self.model.user_vectors(inputs), inputs.popularity_prior
-            )
-            mask = torch.ones_like(scores, dtype=torch.bool)
-            if exclude_seen and len(inputs.excluded_rows):
-                mask[inputs.excluded_rows, inputs.excluded_items] = False
-            columns, values = top_k(scores, mask, k)
-            item_ids = torch.as_tensor(self.features.items.ids, device=self.device)
-        ids = torch.where(columns >= 0, item_ids[columns.clamp(min=0)], columns)
-        return ids.cpu().numpy(), values.cpu().numpy()
-
     def serving_state(
         self, user_ids: npt.ArrayLike, k: int
     ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32], list[UserState]]:
@@ -262,44 +248,6 @@ class OnlineLearner:
                 popular=ids[np.argsort(-offsets, kind="stable")[:list_length]],
                 trending=ids[np.argsort(-decayed, kind="stable")[:list_length]],
             )
-
-    def recommend(
-        self, user_id: int, k: int = 10, *, exclude_seen: bool = True
-    ) -> list[tuple[int, float]]:
-        """The ``k`` best items for one user as ``(item_id, score)``, best first."""
-        ids, values = self.recommend_many([user_id], k, exclude_seen=exclude_seen)
-        return [(int(i), float(v)) for i, v in zip(ids[0], values[0], strict=True) if i >= 0]
-
-    def score(self, user_id: int, item_ids: npt.ArrayLike) -> npt.NDArray[np.float32]:
-        """Ranking scores of ``item_ids`` for ``user_id`` (unknown items score 0)."""
-        items = np.asarray(item_ids, dtype=np.int64)
-        with self.lock:
-            inputs = self.features.serving_inputs(
-                np.array([user_id]), self.device, with_exclusions=False
-            )
-            scores = self.model.item_scores(
-                self.model.user_vectors(inputs), inputs.popularity_prior
-            )[0]
-            rows = torch.as_tensor(self.features.items.lookup(items), device=self.device)
-        return torch.where(rows >= 0, scores[rows.clamp(min=0)], 0.0).cpu().numpy()
-
-    def similar_items(self, item_id: int, k: int = 10) -> list[tuple[int, float]]:
-        """Items whose embeddings are closest (cosine) to ``item_id``'s; empty if unknown."""
-        with self.lock:
-            row = int(self.features.items.lookup([item_id])[0])
-            if row < 0:
-                return []
-            embeddings = torch.nn.functional.normalize(self.model.item_embedding.active(), dim=1)
-            similarity = embeddings @ embeddings[row]
-            mask = torch.ones_like(similarity, dtype=torch.bool)
-            mask[row] = False
-            columns, values = top_k(similarity[None, :], mask[None, :], k)
-            ids = self.features.items.ids
-        return [
-            (int(ids[c]), float(v))
-            for c, v in zip(columns[0].tolist(), values[0].tolist(), strict=True)
-            if c >= 0
-        ]
 
     # --------------------------------------------------------------------- persistence
 

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from recsys_stream.learner.features import BatchInputs
+from recsys_stream.model import BatchInputs
 
 _ROW_FIELDS = (
     "users",

@@ -13,66 +13,26 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
 
-import numpy as np
-import torch
-
-from recsys_stream.learner.features import BatchInputs, StreamFeatures
-from recsys_stream.model.neumf import ContextualNeuMF
-from recsys_stream.settings import ModelConfig, RetrainConfig
+from recsys_stream.learner.features import StreamFeatures
+from recsys_stream.learner.training import fit_stored_events
+from recsys_stream.model import BatchInputs, ContextualNeuMF
+from recsys_stream.settings import RetrainConfig
 
 log = logging.getLogger(__name__)
-
-
-def fit_stored_events(
-    model: ContextualNeuMF,
-    features: StreamFeatures,
-    *,
-    epochs: int,
-    batch_size: int,
-    seed: int,
-    should_stop: Callable[[], bool] = lambda: False,
-    whole_history: bool = False,
-) -> int:
-    """Learn every event stored in ``features`` for ``epochs`` in shuffled mini-batches.
-
-    Returns the number of distinct events learned (the size of the log).
-    """
-    lengths = features.sequences.lengths(np.arange(features.sequences.n_users))
-    users = np.repeat(np.arange(len(lengths)), lengths)
-    positions = np.arange(len(users)) - np.repeat(np.cumsum(lengths) - lengths, lengths)
-    model.ensure_rows(len(features.users), len(features.items))
-    rng = np.random.default_rng(seed)
-    for _ in range(epochs):
-        order = rng.permutation(len(users))
-        for start in range(0, len(order), batch_size):
-            if should_stop():
-                return 0
-            chosen = order[start : start + batch_size]
-            inputs = features.training_inputs(
-                users[chosen], positions[chosen], model.device, whole_history=whole_history
-            )
-            model.learn(inputs)
-    return len(users)
 
 
 class BackgroundRetrain:
     """One retrain: started on a snapshot, fed the online batches, finished by the learner."""
 
     def __init__(
-        self,
-        snapshot: StreamFeatures,
-        model_config: ModelConfig,
-        retrain: RetrainConfig,
-        *,
-        device: torch.device,
-        seed: int,
+        self, snapshot: StreamFeatures, model: ContextualNeuMF, retrain: RetrainConfig, *, seed: int
     ) -> None:
+        """Train ``model`` (fresh) on ``snapshot``, shuffling with ``seed``."""
         self.started_at = time.monotonic()
         self.snapshot_events = snapshot.sequences.n_events
         self._snapshot = snapshot
-        self._model = ContextualNeuMF(model_config, device, seed=seed)
+        self._model = model
         self._config = retrain
         self._seed = seed
         self._pending: deque[BatchInputs] = deque()

@@ -36,10 +36,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from recsys_stream.learner.features import BatchInputs
 from recsys_stream.model.adam import Adam
+from recsys_stream.model.inputs import BatchInputs
 from recsys_stream.model.tables import EmbeddingTable
-from recsys_stream.settings import ModelConfig
+from recsys_stream.settings import RELEVANCE_THRESHOLD, ModelConfig
 
 _MASKED = -1e4
 
@@ -72,9 +72,16 @@ class ContextualNeuMF:
     """Parameters, scores and the training step of the model (see the module docstring)."""
 
     def __init__(
-        self, config: ModelConfig, device: torch.device | str = "cpu", seed: int = 0
+        self,
+        config: ModelConfig,
+        device: torch.device | str = "cpu",
+        seed: int = 0,
+        *,
+        relevance_threshold: float = RELEVANCE_THRESHOLD,
     ) -> None:
         self.config = config
+        self.relevance_threshold = relevance_threshold
+        """Events rated at or above weigh 1 in the ranking loss, the others less."""
         self.device = torch.device(device)
         # Initial values come from a CPU generator (identical on every device); negatives are
         # drawn on the device.
@@ -206,7 +213,7 @@ class ContextualNeuMF:
             torch.tensor(_MASKED, device=self.device),
         )
         weights = torch.where(
-            inputs.ratings >= config.relevance_threshold, 1.0, config.irrelevant_weight
+            inputs.ratings >= self.relevance_threshold, 1.0, config.irrelevant_weight
         )
         ranking = (F.cross_entropy(logits, targets, reduction="none") * weights).sum()
         predicted = self._rating(remapped, user_vectors, item_table[targets], item_table)

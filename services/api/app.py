@@ -3,7 +3,7 @@
 The app knows its dependencies only through the core protocols
 (:class:`~recsys_stream.serving.ServingCache`, :class:`~recsys_stream.serving.EventPublisher`),
 so the same code serves from Redis and Kafka in the services and from an
-:class:`~recsys_stream.pipeline.InMemorySink` in the embedded mode and the tests. Everything it
+:class:`~recsys_stream.serving.InMemorySink` in the embedded mode and the tests. Everything it
 holds hangs off ``app.state.serving``; nothing is global.
 """
 
@@ -19,10 +19,10 @@ from fastapi import FastAPI
 from recsys_stream import __version__
 from recsys_stream.serving import CacheUnavailableError, EventPublisher, ServingCache
 from recsys_stream.settings import Settings
-from services.api.deps import CacheBreaker, RecentUsers, Serving, SnapshotKeeper
 from services.api.errors import install_error_handlers
 from services.api.routes import build_routers
 from services.api.routes.recommendations import CachedListLane
+from services.api.state import CacheBreaker, RecentUsers, Serving, SnapshotKeeper
 from services.api.telemetry import ServingFigures, Telemetry, TelemetryMiddleware
 
 DESCRIPTION = """\
@@ -138,16 +138,16 @@ def _serving_figures(serving: Serving) -> ServingFigures:
     """The snapshot held, and the consumer lag of the trainer's latest report if the cache
     answers (a scrape never fails for want of the cache)."""
     snapshot = serving.snapshots.current
-    lag: object = None
+    lag: int | None = None
     if serving.breaker.allows():
         try:
-            report = serving.cache.metrics()
+            live = serving.cache.metrics()
         except CacheUnavailableError:
             serving.cache_failed()
         else:
-            lag = report.get("consumer_lag") if report else None
+            lag = live.consumer_lag if live is not None else None
     return ServingFigures(
         model_version=snapshot.version if snapshot else None,
         model_created_at=snapshot.created_at if snapshot else None,
-        consumer_lag=float(lag) if isinstance(lag, int | float) else None,
+        consumer_lag=None if lag is None else float(lag),
     )

@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.responses import Response
 
 from recsys_stream.events import MAX_ID, MAX_TEXT_LENGTH, RATING_MAX, RATING_MIN, TIMESTAMP_MAX
+from recsys_stream.report import metric_name
 
 Source = Literal["cache", "computed", "cold_start", "snapshot_fallback"]
 
@@ -112,6 +113,34 @@ class SimilarItems(BaseModel):
     model_version: int
 
 
+def _example_figures(k: int, hr: float, rating: bool) -> dict[str, float]:
+    """Example figures of one model, named as the API names them."""
+    figures = {
+        metric_name("hr", k): hr,
+        metric_name("ndcg", k): hr / 2,
+        metric_name("precision", k): hr / k,
+        metric_name("recall", k): hr,
+        metric_name("f1", k): round(2 * hr / (k + 1), 4),
+        metric_name("hr", k, "last20"): hr + 0.01,
+        metric_name("hr", k, "warm"): hr + 0.005,
+    }
+    if rating:
+        figures.update(rmse=0.95, mae=0.75)
+    figures[metric_name("hr", k, "window")] = hr + 0.013
+    figures[metric_name("ndcg", k, "window")] = hr / 2 + 0.005
+    return figures
+
+
+_MODEL_FIGURES_DESCRIPTION = (
+    "Per model (`learner`, `most_popular`, `recent_popular`, `cooc_knn`), its figures named by "
+    f"cut-off and scope: `{metric_name('hr', 10)}`, `{metric_name('ndcg', 10)}`, "
+    f"`{metric_name('hr', 10, 'last20')}` (last 20% of relevant events), "
+    f"`{metric_name('hr', 10, 'warm')}` (users with an earlier event), "
+    f"`{metric_name('hr', 10, 'window')}` (the sliding window's latest value), and `rmse`, "
+    "`mae` for models that predict ratings."
+)
+
+
 class PrequentialFigures(BaseModel):
     """The latest prequential report, compacted: per model its overall, recent (last 20%),
     warm-user and windowed figures, the learner and the baselines side by side."""
@@ -122,50 +151,33 @@ class PrequentialFigures(BaseModel):
                 {
                     "events": 100_000,
                     "relevant_events": 55_375,
-                    "k": 10,
                     "model_version": 3,
                     "published_at": 1_700_000_000.0,
                     "dead_letters": 0,
+                    "k": 10,
                     "models": {
-                        "learner": {
-                            "hr@10": 0.112,
-                            "ndcg@10": 0.056,
-                            "precision@10": 0.0112,
-                            "recall@10": 0.112,
-                            "f1@10": 0.0204,
-                            "hr@10_last20": 0.121,
-                            "hr@10_warm": 0.113,
-                            "rmse": 0.95,
-                            "mae": 0.75,
-                            "hr@10_window": 0.125,
-                            "ndcg@10_window": 0.061,
-                        },
-                        "most_popular": {
-                            "hr@10": 0.061,
-                            "ndcg@10": 0.029,
-                            "hr@10_window": 0.058,
-                            "ndcg@10_window": 0.027,
-                        },
+                        "learner": _example_figures(10, 0.112, rating=True),
+                        "most_popular": _example_figures(10, 0.061, rating=False),
                     },
                 }
             ]
         }
     )
 
-    events: int | None
-    relevant_events: int | None
-    k: int
-    model_version: int | None
-    published_at: float | None
-    dead_letters: int | None
+    events: int
+    relevant_events: int
+    model_version: int
+    published_at: float
+    dead_letters: int
     consumer_lag: int | None = Field(
         default=None, description="The trainer's Kafka consumer lag, when it reports one."
     )
-    models: dict[str, dict[str, float | None]]
+    k: int
+    models: dict[str, dict[str, float | None]] = Field(description=_MODEL_FIGURES_DESCRIPTION)
 
 
 class SeriesPoint(BaseModel):
-    """One point of the live metrics' time series (see ``recsys_stream.pipeline``)."""
+    """One point of the live metrics' time series (:class:`recsys_stream.report.SeriesPoint`)."""
 
     model_config = ConfigDict(
         json_schema_extra={
@@ -174,13 +186,14 @@ class SeriesPoint(BaseModel):
                     "published_at": 1_700_000_000.0,
                     "events": 50_000,
                     "model_version": 2,
+                    "k": 10,
                     "models": {
                         "learner": {
-                            "hr@10": 0.108,
-                            "ndcg@10": 0.054,
+                            metric_name("hr", 10): 0.108,
+                            metric_name("ndcg", 10): 0.054,
                             "rmse": 0.96,
-                            "hr@10_window": 0.117,
-                            "ndcg@10_window": 0.058,
+                            metric_name("hr", 10, "window"): 0.117,
+                            metric_name("ndcg", 10, "window"): 0.058,
                         }
                     },
                 }
@@ -188,10 +201,14 @@ class SeriesPoint(BaseModel):
         }
     )
 
-    published_at: float | None
-    events: int | None
-    model_version: int | None
-    models: dict[str, dict[str, float | None]]
+    published_at: float
+    events: int
+    model_version: int
+    k: int
+    models: dict[str, dict[str, float | None]] = Field(
+        description="Per model: overall and windowed HR@k and NDCG@k, and RMSE (null for "
+        "models that do not predict ratings)."
+    )
 
 
 class EventIn(BaseModel):

@@ -2,15 +2,17 @@
 
 Keys (every name starts with ``RECSYS_REDIS__KEY_PREFIX``, default ``recsys:``):
 
-- ``topk:<user>``: JSON ``{items, scores, model_version, updated_at}``; expires after
-  ``top_k_ttl_s`` (7 days);
-- ``user:<user>``: the user's serving state (vector, seen items; npz); ``user_state_ttl_s``
-  (30 days);
+- ``topk:<user>``: JSON ``{user_id, item_ids, scores, model_version, updated_at}`` (a
+  :class:`~recsys_stream.serving.UserRecommendations`); expires after ``top_k_ttl_s`` (7 days);
+- ``user:<user>``: the user's serving state in :meth:`UserState.to_bytes
+  <recsys_stream.serving.UserState.to_bytes>`'s binary layout (a header, the vector, the seen
+  ids); ``user_state_ttl_s`` (30 days);
 - ``snapshot:current``: the name of the current snapshot key;
 - ``snapshot:<version>:<id>``: a model snapshot (npz: item vectors, offsets, cold-start lists);
   expires 10 minutes after it is replaced;
-- ``metrics:latest``: JSON of the latest prequential figures (compact);
-- ``metrics:series``: a list of JSON points, oldest first, at most ``series_length``;
+- ``metrics:latest``: JSON of the latest figures (:class:`~recsys_stream.report.LiveFigures`);
+- ``metrics:series``: a list of JSON points (:class:`~recsys_stream.report.SeriesPoint`),
+  oldest first, at most ``series_length``;
 - ``dead_letters``: a list of the latest 1,000 dead letters (JSON, payload base64).
 
 A snapshot is written whole under a new name, then ``snapshot:current`` is switched to it, so a
@@ -38,8 +40,14 @@ import redis
 import redis.asyncio as redis_async
 from redis.exceptions import RedisError
 
-from recsys_stream.outputs import DeadLetter, UserRecommendations, compact_report, metrics_point
-from recsys_stream.serving import CacheUnavailableError, ModelSnapshot, UserState
+from recsys_stream.report import LiveFigures, SeriesPoint, StreamReport
+from recsys_stream.serving import (
+    CacheUnavailableError,
+    DeadLetter,
+    ModelSnapshot,
+    UserRecommendations,
+    UserState,
+)
 from recsys_stream.settings import RedisSettings
 
 log = logging.getLogger(__name__)
@@ -110,12 +118,14 @@ class RedisCache:
 
         self._write("model snapshot", write)
 
-    def publish_metrics(self, metrics: dict[str, Any]) -> None:
+    def publish_metrics(self, report: StreamReport) -> None:
+        live, point = report.live(), report.point()
+
         def write() -> None:
             series = self._key("metrics", "series")
             pipe = self.client.pipeline(transaction=True)
-            pipe.set(self._key("metrics", "latest"), orjson.dumps(compact_report(metrics)))
-            pipe.rpush(series, orjson.dumps(metrics_point(metrics)))
+            pipe.set(self._key("metrics", "latest"), orjson.dumps(live.to_dict()))
+            pipe.rpush(series, orjson.dumps(point.to_dict()))
             pipe.ltrim(series, -self.settings.series_length, -1)
             pipe.execute()
 
@@ -165,9 +175,9 @@ class RedisCache:
             raise CacheUnavailableError(f"Redis unavailable: {exc}") from exc
         return value
 
-    async def top_k(self, user_id: int) -> dict[str, object] | None:
+    async def top_k(self, user_id: int) -> UserRecommendations | None:
         raw = await self._get(self._key("topk", user_id))
-        return None if raw is None else orjson.loads(raw)
+        return None if raw is None else _parse_list(user_id, raw)
 
     async def user_state(self, user_id: int) -> UserState | None:
         raw = await self._get(self._key("user", user_id))
@@ -188,13 +198,14 @@ class RedisCache:
                 return ModelSnapshot.from_bytes(raw)
         return None
 
-    def metrics(self) -> dict[str, object] | None:
+    def metrics(self) -> LiveFigures | None:
         raw = self._read(lambda: self.client.get(self._key("metrics", "latest")))
-        return None if raw is None else orjson.loads(raw)
+        return None if raw is None else _parsed(raw, LiveFigures.from_dict)
 
-    def metrics_series(self, limit: int) -> list[dict[str, object]]:
+    def metrics_series(self, limit: int) -> list[SeriesPoint]:
         raw = self._read(lambda: self.client.lrange(self._key("metrics", "series"), -limit, -1))
-        return [orjson.loads(point) for point in raw]
+        points = (_parsed(point, SeriesPoint.from_dict) for point in raw)
+        return [point for point in points if point is not None]
 
     def dead_letters(self, limit: int = 100) -> list[dict[str, object]]:
         raw = self._read(lambda: self.client.lrange(self._key("dead_letters"), 0, limit - 1))
@@ -205,3 +216,33 @@ class RedisCache:
             return bool(self.client.ping())
         except RedisError:
             return False
+
+
+def _parse_list(user_id: int, raw: bytes) -> UserRecommendations | None:
+    """A cached top-K list; None when it is not the expected shape (a miss: the user's state
+    can still answer)."""
+    try:
+        entry = orjson.loads(raw)
+        items, scores = entry["item_ids"], entry["scores"]
+        version, updated_at = entry["model_version"], entry["updated_at"]
+    except (orjson.JSONDecodeError, KeyError, TypeError):
+        return None
+    if (
+        not isinstance(items, list)
+        or not isinstance(scores, list)
+        or len(items) != len(scores)
+        or not isinstance(version, int)
+        or not isinstance(updated_at, int | float)
+    ):
+        return None
+    return UserRecommendations(user_id, items, scores, version, float(updated_at))
+
+
+def _parsed(raw: bytes, parse: Callable[[dict[str, Any]], T]) -> T | None:
+    """``parse`` of a JSON value, or None (logged) when it is not the expected shape, e.g.
+    written by another version."""
+    try:
+        return parse(orjson.loads(raw))
+    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+        log.warning("ignoring a cached value of an unexpected shape: %r", exc)
+        return None

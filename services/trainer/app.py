@@ -17,7 +17,7 @@ from typing import Any
 
 import faust
 
-from recsys_stream.outputs import InMemorySink, OutputSink
+from recsys_stream.serving import InMemorySink, OutputSink
 from recsys_stream.settings import Settings
 from services.cache.redis_cache import RedisCache
 from services.trainer.worker import Message, TrainerCore
@@ -34,6 +34,7 @@ def create_app(settings: Settings, sink: OutputSink | None = None) -> faust.App:
         value_serializer="raw",
         key_serializer="raw",
         store="memory://",
+        datadir=str(trainer.data_dir / trainer.app_id),
         web_enabled=False,
         topic_partitions=kafka.partitions,
         topic_replication_factor=kafka.replication_factor,
@@ -75,7 +76,7 @@ def create_app(settings: Settings, sink: OutputSink | None = None) -> faust.App:
                 )
                 for event in events
             ]
-            core.consumer_lag = _lag(app, events)
+            core.processor.consumer_lag = _lag(app, events)
             handled = await loop.run_in_executor(executor, core.handle, messages)
             for letter in handled.dead_letters:
                 await dead_letters.send(
@@ -91,7 +92,7 @@ def create_app(settings: Settings, sink: OutputSink | None = None) -> faust.App:
                 await checkpoint()
             # Throttled while behind; written at once when caught up, so that whoever
             # watches the status sees the end of a burst without waiting for the timer.
-            caught_up = core.consumer_lag == 0
+            caught_up = core.processor.consumer_lag == 0
             if trainer.status_path is not None and (
                 caught_up or time.monotonic() - status_written > 0.2
             ):
@@ -114,7 +115,6 @@ def create_app(settings: Settings, sink: OutputSink | None = None) -> faust.App:
             core.write_status(trainer.status_path)
         core.close()
 
-    app.trainer_core = core  # for tests and the API in embedded use
     return app
 
 

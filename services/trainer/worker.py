@@ -25,11 +25,16 @@ from typing import Any
 import numpy as np
 import orjson
 
-from recsys_stream.checkpoint import CheckpointError, load_checkpoint, restore_processor
-from recsys_stream.checkpoint import save_checkpoint as write_checkpoint
-from recsys_stream.outputs import DeadLetter, InMemorySink, OutputSink
-from recsys_stream.pipeline import StreamProcessor
+from recsys_stream.files import atomic_write
+from recsys_stream.serving import DeadLetter, InMemorySink, OutputSink
 from recsys_stream.settings import Settings
+from recsys_stream.stream import (
+    CheckpointError,
+    StreamProcessor,
+    load_checkpoint,
+    restore_processor,
+)
+from recsys_stream.stream import save_checkpoint as write_checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -65,22 +70,13 @@ class TrainerCore:
     def __init__(self, settings: Settings, sink: OutputSink | None = None) -> None:
         self.settings = settings
         self.sink = sink if sink is not None else InMemorySink()
-        stream = settings.stream
-        self.processor = StreamProcessor.create(
-            settings.learner,
-            self.sink,
-            baselines=settings.trainer.baselines,
-            k=stream.k,
-            window=stream.window,
-        )
+        self.processor = StreamProcessor.create(settings.learner, settings.stream, self.sink)
         self.positions: dict[str, int] = {}
         self.learned_since_checkpoint = 0
         self.last_checkpoint = time.monotonic()
         self.freshness: deque[float] = deque(maxlen=10_000)
         self.dead_letters = 0
         self.started_at = time.time()
-        self.consumer_lag: int | None = None
-        """Set by the Kafka adapter before each batch; published with the metrics."""
         self.last_learned_at: float | None = None
         """Wall-clock time at which the latest batch was learned."""
 
@@ -113,7 +109,6 @@ class TrainerCore:
 
     def handle(self, messages: Sequence[Message]) -> Handled:
         """Learn the messages not learned before (in order); route the invalid ones."""
-        self.processor.report_extras["consumer_lag"] = self.consumer_lag
         fresh = [m for m in messages if not self.already_learned(m)]
         skipped = len(messages) - len(fresh)
         if not fresh:
@@ -160,7 +155,7 @@ class TrainerCore:
             "positions": dict(self.positions),
             "dead_letters": self.dead_letters,
             "model_version": learner.version,
-            "consumer_lag": self.consumer_lag,
+            "consumer_lag": self.processor.consumer_lag,
             "retrains_completed": learner.retrains_completed,
             "freshness_p50_s": float(np.percentile(latencies, 50)) if len(latencies) else None,
             "freshness_p99_s": float(np.percentile(latencies, 99)) if len(latencies) else None,
@@ -171,10 +166,7 @@ class TrainerCore:
         }
 
     def write_status(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        temporary.write_bytes(orjson.dumps(self.status()))
-        os.replace(temporary, path)
+        atomic_write(path, orjson.dumps(self.status()), durable=False)
 
     def close(self) -> None:
         self.processor.learner.close()

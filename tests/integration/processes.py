@@ -49,6 +49,8 @@ class Trainer:
             "RECSYS_TRAINER__APP_ID": f"trainer-{topic}",
             "RECSYS_TRAINER__CHECKPOINT_PATH": str(workdir / "trainer.ckpt"),
             "RECSYS_TRAINER__STATUS_PATH": str(self.status_path),
+            "RECSYS_TRAINER__DATA_DIR": str(workdir / "faust"),
+            "RECSYS_STREAM__BASELINES": "false",
             "RECSYS_REDIS__KEY_PREFIX": f"{topic}:",
             "RECSYS_LEARNER__DEVICE": "cpu",
             "PYTHONPATH": str(ROOT),

@@ -8,8 +8,13 @@ import uuid
 import numpy as np
 import pytest
 
-from recsys_stream.outputs import DeadLetter, UserRecommendations
-from recsys_stream.serving import CacheUnavailableError, ModelSnapshot, UserState
+from recsys_stream.serving import (
+    CacheUnavailableError,
+    DeadLetter,
+    ModelSnapshot,
+    UserRecommendations,
+    UserState,
+)
 from recsys_stream.settings import RedisSettings
 from services.cache.redis_cache import RedisCache
 

@@ -35,9 +35,8 @@ def test_posted_events_change_the_users_recommendations(
 ) -> None:
     topic = f"loop-{uuid.uuid4().hex[:8]}"
     history = generate_synthetic(3_000, n_users=100, n_items=200, seed=9).ratings
-    Replayer(ReplayConfig(topic=topic, bootstrap_servers=kafka_bootstrap_servers), "warmup").run(
-        history
-    )
+    kafka = KafkaSettings(bootstrap_servers=kafka_bootstrap_servers, topic=topic)
+    Replayer(ReplayConfig(kafka=kafka), "warmup").run(history)
     trainer = Trainer(kafka_bootstrap_servers, topic, tmp_path)
     trainers.append(trainer)
     trainer.start()

@@ -18,6 +18,7 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from typer.testing import CliRunner
 
 from recsys_stream.data import generate_synthetic, load_dataset
+from recsys_stream.settings import KafkaSettings, ReplaySettings
 from replay.service import BrokerUnavailableError, ReplayConfig, Replayer, ensure_topic
 from services.cli import app
 from tests.integration.processes import Trainer, read_all
@@ -42,11 +43,15 @@ def _topic() -> str:
     return f"ratings-{uuid.uuid4().hex[:8]}"
 
 
+def _config(servers: str, topic: str, partitions: int = 3, **run: Any) -> ReplayConfig:
+    kafka = KafkaSettings(bootstrap_servers=servers, topic=topic, partitions=partitions)
+    return ReplayConfig(kafka=kafka, **run)
+
+
 def _replay(
     servers: str, topic: str, frame: pd.DataFrame, state: Path | None = None, **options: Any
 ) -> Any:
-    config = ReplayConfig(topic=topic, bootstrap_servers=servers, state_file=state, **options)
-    return Replayer(config, "test").run(frame)
+    return Replayer(_config(servers, topic, state_file=state, **options), "test").run(frame)
 
 
 def test_the_trainer_learns_every_replayed_event(
@@ -97,7 +102,7 @@ def test_malformed_messages_go_to_the_dead_letter_topic(
     kafka_bootstrap_servers: str, tmp_path: Path, trainers: list[Trainer]
 ) -> None:
     topic = _topic()
-    ensure_topic(ReplayConfig(topic=topic, bootstrap_servers=kafka_bootstrap_servers))
+    ensure_topic(_config(kafka_bootstrap_servers, topic))
     good = [
         orjson.dumps({"user_id": u, "item_id": 10 + u % 7, "rating": 4.0, "timestamp": 1000 + u})
         for u in range(50)
@@ -223,7 +228,7 @@ def test_bad_rows_are_counted_and_never_sent(
 
 
 def test_an_unreachable_broker_is_a_clear_error_after_a_bounded_wait() -> None:
-    config = ReplayConfig(topic="t", bootstrap_servers="127.0.0.1:9", connect_timeout_s=2)
+    config = _config("127.0.0.1:9", "t", producer=ReplaySettings(connect_timeout_s=2))
     started = time.monotonic()
     with pytest.raises(BrokerUnavailableError, match=r"cannot reach Kafka at 127\.0\.0\.1:9"):
         ensure_topic(config)
@@ -232,7 +237,7 @@ def test_an_unreachable_broker_is_a_clear_error_after_a_bounded_wait() -> None:
 
 def test_produce_sends_one_event(kafka_bootstrap_servers: str, monkeypatch) -> None:
     topic = _topic()
-    ensure_topic(ReplayConfig(topic=topic, bootstrap_servers=kafka_bootstrap_servers))
+    ensure_topic(_config(kafka_bootstrap_servers, topic))
     monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", kafka_bootstrap_servers)
     result = CliRunner().invoke(
         app, ["produce", "--user", "1", "--item", "50", "--rating", "5", "--topic", topic]
@@ -254,9 +259,7 @@ def test_a_replay_stopped_like_ctrl_c_and_resumed_sends_every_event_exactly_once
     topic = _topic()
     frame = ratings.iloc[:5000]
     state = tmp_path / "state.json"
-    config = ReplayConfig(
-        topic=topic, bootstrap_servers=kafka_bootstrap_servers, state_file=state, partitions=3
-    )
+    config = _config(kafka_bootstrap_servers, topic, state_file=state)
     first = Replayer(config, "test")
 
     def stop_midway(sent: int, _: float) -> None:
@@ -267,9 +270,7 @@ def test_a_replay_stopped_like_ctrl_c_and_resumed_sends_every_event_exactly_once
     assert interrupted.interrupted
     assert interrupted.sent == interrupted.acknowledged < len(frame)
     resumed = Replayer(
-        ReplayConfig(
-            topic=topic, bootstrap_servers=kafka_bootstrap_servers, state_file=state, resume=True
-        ),
+        _config(kafka_bootstrap_servers, topic, state_file=state, resume=True),
         "test",
     ).run(frame)
     assert interrupted.sent + resumed.sent == len(frame)

@@ -26,13 +26,14 @@ from schemathesis.checks import not_a_server_error
 
 from recsys_stream.data import Dataset, generate_synthetic
 from recsys_stream.events import EventBatch, RatingEvent
-from recsys_stream.outputs import InMemorySink, metrics_point
-from recsys_stream.pipeline import StreamProcessor
+from recsys_stream.report import LiveFigures, SeriesPoint, StreamReport
 from recsys_stream.serving import (
     CacheUnavailableError,
+    InMemorySink,
     ModelSnapshot,
     PublishError,
     ServingCache,
+    UserRecommendations,
     UserState,
 )
 from recsys_stream.settings import (
@@ -41,18 +42,20 @@ from recsys_stream.settings import (
     ModelConfig,
     RetrainConfig,
     Settings,
+    StreamConfig,
 )
+from recsys_stream.stream import StreamProcessor
 from services.api import create_app
-from services.api.deps import CacheBreaker, RecentUsers, SnapshotKeeper
 from services.api.schemas import (
     Accepted,
     ErrorBody,
     PrequentialFigures,
     Readiness,
     Recommendations,
-    SeriesPoint,
     SimilarItems,
 )
+from services.api.schemas import SeriesPoint as SeriesPointBody
+from services.api.state import CacheBreaker, RecentUsers, SnapshotKeeper
 from services.api.telemetry import Telemetry
 
 CONFIG = LearnerConfig(
@@ -78,7 +81,7 @@ OPERATIONS = {
 class Stream:
     dataset: Dataset
     sink: InMemorySink
-    report: dict[str, Any]
+    report: StreamReport
 
     @property
     def snapshot(self) -> ModelSnapshot:
@@ -94,7 +97,7 @@ def stream() -> Stream:
     """2,000 synthetic events learned by a small model, with the baselines, one report."""
     dataset = generate_synthetic(2_000, n_users=50, n_items=100, seed=0)
     sink = InMemorySink()
-    processor = StreamProcessor.create(CONFIG, sink, window=200)
+    processor = StreamProcessor.create(CONFIG, StreamConfig(window=200), sink)
     for batch in EventBatch.from_ratings(dataset.ratings).split(250):
         processor.process_batch(batch)
     report = processor.publish_metrics()
@@ -115,7 +118,7 @@ class SwitchableCache:
             raise CacheUnavailableError("Redis unavailable: connection refused")
         return self.inner
 
-    async def top_k(self, user_id: int) -> dict[str, object] | None:
+    async def top_k(self, user_id: int) -> UserRecommendations | None:
         return await self._use("top_k").top_k(user_id)
 
     async def user_state(self, user_id: int) -> UserState | None:
@@ -127,10 +130,10 @@ class SwitchableCache:
     def snapshot_name(self) -> str | None:
         return self._use("snapshot_name").snapshot_name()
 
-    def metrics(self) -> dict[str, object] | None:
+    def metrics(self) -> LiveFigures | None:
         return self._use("metrics").metrics()
 
-    def metrics_series(self, limit: int) -> list[dict[str, object]]:
+    def metrics_series(self, limit: int) -> list[SeriesPoint]:
         return self._use("metrics_series").metrics_series(limit)
 
     def ping(self) -> bool:
@@ -473,10 +476,10 @@ def test_prequential_metrics_compact_the_latest_report(
     assert response.status_code == 200
     figures = PrequentialFigures.model_validate(response.json())
     report = stream.report
-    assert figures.events == report["events"] == 2_000
-    assert figures.relevant_events == report["relevant_events"]
-    assert figures.model_version == report["model_version"]
-    assert figures.published_at == report["published_at"]
+    assert figures.events == report.prequential.events == 2_000
+    assert figures.relevant_events == report.prequential.relevant_events
+    assert figures.model_version == report.model_version
+    assert figures.published_at == report.published_at
     assert figures.dead_letters == 0
     assert set(figures.models) == {"learner", "most_popular", "recent_popular", "cooc_knn"}
     learner = figures.models["learner"]
@@ -493,23 +496,27 @@ def test_prequential_metrics_compact_the_latest_report(
         "hr@10_window",
         "ndcg@10_window",
     }
-    assert learner["hr@10"] == report["models"]["learner"]["hr@10"]
-    assert learner["hr@10_window"] == report["series"]["models"]["learner"]["hr@10"][-1]
+    assert learner["hr@10"] == report.prequential.models["learner"].overall.hr
+    assert learner["hr@10_window"] == report.prequential.ranking_series.models["learner"].hr[-1]
     assert "rmse" not in figures.models["most_popular"]
 
 
-def test_prequential_series_is_oldest_first(make_client: MakeClient) -> None:
+def test_prequential_series_is_oldest_first(stream: Stream, make_client: MakeClient) -> None:
     sink = InMemorySink()
-    for events in (1_000, 2_000, 3_000):
-        sink.publish_metrics({"events": events, "k": 10, "models": {"learner": {"hr@10": 0.1}}})
+    reports = [
+        dataclasses.replace(
+            stream.report, prequential=dataclasses.replace(stream.report.prequential, events=n)
+        )
+        for n in (1_000, 2_000, 3_000)
+    ]
+    for report in reports:
+        sink.publish_metrics(report)
     client = make_client(sink)
     points = client.get("/metrics/prequential/series").json()
     assert [point["events"] for point in points] == [1_000, 2_000, 3_000]
-    assert points[0] == metrics_point(
-        {"events": 1_000, "k": 10, "models": {"learner": {"hr@10": 0.1}}}
-    )
+    assert points[0] == reports[0].point().to_dict()
     for point in points:
-        SeriesPoint.model_validate(point)
+        SeriesPointBody.model_validate(point)
     latest = client.get("/metrics/prequential/series", params={"limit": 2}).json()
     assert [point["events"] for point in latest] == [2_000, 3_000]
 
@@ -751,7 +758,7 @@ def test_prometheus_metrics_show_the_consumer_lag_when_reported(
     stream: Stream, make_client: MakeClient
 ) -> None:
     sink = InMemorySink()
-    sink.publish_metrics({**stream.report, "consumer_lag": 42})
+    sink.publish_metrics(dataclasses.replace(stream.report, consumer_lag=42))
     assert "recsys_consumer_lag 42.0" in make_client(sink).get("/metrics").text
 
 

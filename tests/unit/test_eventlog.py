@@ -4,7 +4,7 @@ import threading
 
 import pytest
 
-from recsys_stream.eventlog import InMemoryEventLog, LogConsumer, partition_for
+from recsys_stream.events import InMemoryEventLog, LogConsumer, partition_for
 
 
 def test_a_key_always_maps_to_the_same_partition() -> None:

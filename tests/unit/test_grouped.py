@@ -6,7 +6,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from recsys_stream.grouped import (
+from recsys_stream._arrays.grouped import (
     earlier_same_key,
     exclusive_group_sum,
     occurrence_rank,

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from recsys_stream.idindex import DENSE_ID_LIMIT, MISSING, IdIndex
+from recsys_stream._arrays.idindex import DENSE_ID_LIMIT, MISSING, IdIndex
 
 MAX_ID = 2**31 - 1
 

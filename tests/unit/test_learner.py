@@ -10,17 +10,16 @@ import numpy as np
 import pytest
 import torch
 
+from recsys_stream._arrays.retrieval import candidate_mask
+from recsys_stream.base import RankingQuery
 from recsys_stream.baselines.popularity import most_popular, recent_popular
-from recsys_stream.checkpoint import CheckpointError, load_checkpoint
 from recsys_stream.data import generate_synthetic
 from recsys_stream.evaluation.prequential import PrequentialEvaluator
 from recsys_stream.events import EventBatch
 from recsys_stream.learner import retrain as retrain_module
 from recsys_stream.learner.online import OnlineLearner
-from recsys_stream.recommender import RankingQuery
-from recsys_stream.retrieval import candidate_mask
-from recsys_stream.settings import LearnerConfig, ModelConfig, RetrainConfig
-from recsys_stream.simulation import SimulationConfig, run_simulation
+from recsys_stream.settings import LearnerConfig, ModelConfig, RetrainConfig, StreamConfig
+from recsys_stream.stream import CheckpointError, SimulationConfig, load_checkpoint, run_simulation
 
 SMALL = ModelConfig(dim=16, context_length=8, mlp_hidden=16, sampled_negatives=64)
 NO_RETRAIN = RetrainConfig(every_events=None)
@@ -33,6 +32,13 @@ def _learner(**overrides: object) -> OnlineLearner:
 
 def _stream(n: int = 4000, seed: int = 3):
     return generate_synthetic(n, n_users=60, n_items=120, seed=seed)
+
+
+def _served(learner: OnlineLearner, user: int, k: int) -> list[tuple[int, float]]:
+    """``user``'s list as serving computes it: their state against the model snapshot."""
+    _, _, [state] = learner.serving_state([user], k)
+    known = bool(np.isin(user, learner.features.users.ids))
+    return learner.snapshot().recommend(state if known else None, k)
 
 
 def _query(learner: OnlineLearner, batch: EventBatch) -> RankingQuery:
@@ -50,10 +56,11 @@ def test_the_learner_beats_popularity_on_a_structured_stream() -> None:
     )
     for batch in EventBatch.from_ratings(_stream().ratings).split(200):
         evaluator.process(batch)
-    figures = evaluator.report()["models"]
-    assert figures["learner"]["hr@10"] > figures["most_popular"]["hr@10"]
-    assert figures["learner"]["hr@10"] > 1.3 * figures["recent_popular"]["hr@10"]
-    assert figures["learner"]["rmse"] < 1.0
+    figures = evaluator.report().models
+    assert figures["learner"].overall.hr > figures["most_popular"].overall.hr
+    assert figures["learner"].overall.hr > 1.3 * figures["recent_popular"].overall.hr
+    assert figures["learner"].rating is not None
+    assert figures["learner"].rating.rmse < 1.0
     assert learner.events_learned == 4000
 
 
@@ -104,7 +111,7 @@ def test_a_new_user_is_folded_in_from_their_first_events() -> None:
             learner.learn(batch)
     newcomer = 10_000
     learner.learn(EventBatch.from_arrays([newcomer] * 3, [101, 105, 110], [5.0] * 3, [n] * 3))
-    recommended = [item for item, _ in learner.recommend(newcomer, k=10)]
+    recommended = [item for item, _ in _served(learner, newcomer, k=10)]
     assert sum(100 <= item < 120 for item in recommended) >= 8
     assert not {101, 105, 110} & set(recommended)
 
@@ -113,23 +120,37 @@ def test_an_unknown_user_gets_the_cold_start_list() -> None:
     learner = _learner()
     for batch in EventBatch.from_ratings(_stream().ratings).split(500):
         learner.learn(batch)
-    cold = learner.recommend(987_654, k=5)
+    cold = _served(learner, 987_654, k=5)
     assert len(cold) == 5
     assert cold == sorted(cold, key=lambda pair: -pair[1])
+    assert [item for item, _ in cold] == [item for item, _ in learner.snapshot().recommend(None, 5)]
 
 
-def test_similar_items_and_scores() -> None:
+def test_the_snapshot_serves_the_lists_the_learner_publishes() -> None:
     learner = _learner()
     for batch in EventBatch.from_ratings(_stream().ratings).split(500):
         learner.learn(batch)
-    item = int(learner.features.items.ids[0])
-    similar = learner.similar_items(item, k=5)
+    users = learner.features.users.ids[:5]
+    items, scores, states = learner.serving_state(users, k=10)
+    snapshot = learner.snapshot()
+    for row, state in enumerate(states):
+        served = snapshot.recommend(state, 10)
+        assert [item for item, _ in served] == items[row][items[row] >= 0].tolist()
+        assert [score for _, score in served] == pytest.approx(
+            scores[row][items[row] >= 0].tolist(), rel=1e-5
+        )
+
+
+def test_similar_items_come_from_the_snapshot() -> None:
+    learner = _learner()
+    for batch in EventBatch.from_ratings(_stream().ratings).split(500):
+        learner.learn(batch)
+    snapshot = learner.snapshot()
+    item = int(snapshot.item_ids[0])
+    similar = snapshot.similar(item, k=5)
     assert len(similar) == 5
     assert item not in [i for i, _ in similar]
-    assert learner.similar_items(-5 + 10**9, k=5) == []
-    scores = learner.score(int(learner.features.users.ids[0]), [item, 10**9])
-    assert scores.shape == (2,)
-    assert scores[1] == 0.0
+    assert snapshot.similar(-5 + 10**9, k=5) == []
 
 
 def test_an_inline_retrain_swaps_in_a_model_that_learned_every_event() -> None:
@@ -178,21 +199,25 @@ def test_a_resumed_simulation_matches_an_uninterrupted_one(tmp_path: Path) -> No
         device="cpu",
         retrain=RetrainConfig(every_events=1000, background=False, epochs=1),
     )
-    base = SimulationConfig(learner=learner, batch_size=100)
+    base = SimulationConfig(learner=learner, stream=StreamConfig(batch_size=100))
     checkpoint = tmp_path / "run.ckpt"
     whole = run_simulation(dataset, base)
     run_simulation(dataset, dataclasses.replace(base, max_events=1800, checkpoint_path=checkpoint))
     resumed = run_simulation(
         dataset, dataclasses.replace(base, checkpoint_path=checkpoint, resume=True)
     )
-    assert resumed["events"] == whole["events"] == 3000
-    assert resumed["model_version"] == whole["model_version"]
-    for name, figures in whole["models"].items():
-        for key in ("hr@10", "ndcg@10", "hr@10_last20"):
-            assert resumed["models"][name][key] == figures[key], (name, key)
-    assert resumed["models"]["learner"]["rmse"] == pytest.approx(
-        whole["models"]["learner"]["rmse"], abs=1e-6
-    )
+    assert resumed.prequential.events == whole.prequential.events == 3000
+    assert resumed.stream.model_version == whole.stream.model_version
+    for name, figures in whole.prequential.models.items():
+        again = resumed.prequential.models[name]
+        assert again.overall.hr == figures.overall.hr, name
+        assert again.overall.ndcg == figures.overall.ndcg, name
+        assert again.last20.hr == figures.last20.hr, name
+    resumed_rating = resumed.prequential.models["learner"].rating
+    whole_rating = whole.prequential.models["learner"].rating
+    assert resumed_rating is not None
+    assert whole_rating is not None
+    assert resumed_rating.rmse == pytest.approx(whole_rating.rmse, abs=1e-6)
 
 
 def test_unusable_checkpoints_are_refused_clearly(tmp_path: Path) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 import pytest
@@ -10,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from recsys_stream.evaluation.metrics import RankingLog, RatingLog
+from recsys_stream.report import ModelFigures, metric_name
 
 SETTINGS = settings(max_examples=100, deadline=None, derandomize=True, database=None)
 
@@ -27,6 +29,28 @@ def naive_figures(ranks: list[int], k: int) -> dict[str, float]:
     f1 = 2 * precision * hr / (precision + hr) if hr else 0.0
     return {f"hr@{k}": hr, f"ndcg@{k}": ndcg, f"precision@{k}": precision,
             f"recall@{k}": hr, f"f1@{k}": f1}  # fmt: skip
+
+
+def summary_of(log: RankingLog) -> dict[str, Any]:
+    """The log's figures under their report names, as ``report.json`` holds them."""
+    return ModelFigures(log.overall(), log.warm(), log.last20()).to_dict(log.k)
+
+
+def deciles_of(log: RankingLog, n_events: int) -> list[dict[str, Any]]:
+    return [decile.to_dict(log.k) for decile in log.deciles(n_events)]
+
+
+def series_of(log: RankingLog, window: int, step: int) -> dict[str, list[Any]]:
+    event_index, windowed = log.window_series(window, step)
+    return {
+        "event_index": event_index,
+        metric_name("hr", log.k): windowed.hr,
+        metric_name("ndcg", log.k): windowed.ndcg,
+    }
+
+
+def rating_of(log: RatingLog) -> dict[str, Any]:
+    return log.summary().to_dict()
 
 
 def naive_ends(n: int, step: int) -> list[int]:
@@ -47,7 +71,7 @@ def filled_ranking_log(k: int = 3) -> RankingLog:
 
 
 def test_ranking_summary_on_a_hand_computed_example() -> None:
-    summary = filled_ranking_log(k=3).summary()
+    summary = summary_of(filled_ranking_log(k=3))
     # ranks 0, 1, 2, 3, 10 at k=3: three hits.
     ndcg = (1 / math.log2(2) + 1 / math.log2(3) + 1 / math.log2(4)) / 5
     assert summary["relevant"] == 5
@@ -60,7 +84,7 @@ def test_ranking_summary_on_a_hand_computed_example() -> None:
 
 
 def test_ranking_summary_warm_breakdown_uses_warm_events_only() -> None:
-    summary = filled_ranking_log(k=3).summary()
+    summary = summary_of(filled_ranking_log(k=3))
     # warm events have ranks 0, 2, 3
     assert summary["relevant_warm"] == 3
     assert summary["hr@3_warm"] == pytest.approx(2 / 3)
@@ -74,7 +98,7 @@ def test_ranking_summary_last20_is_the_final_fifth_of_relevant_events() -> None:
     log = RankingLog(k=2)
     # 10 events: the last fifth is the last two (ranks 1 and 5).
     log.append(np.arange(10), np.array([5, 5, 5, 5, 5, 5, 5, 5, 1, 5]), np.zeros(10))
-    summary = log.summary()
+    summary = summary_of(log)
     assert summary["relevant_last20"] == 2
     assert summary["hr@2_last20"] == pytest.approx(0.5)
     assert summary["ndcg@2_last20"] == pytest.approx(0.5 / math.log2(3))
@@ -86,14 +110,14 @@ def test_ranking_summary_last20_is_the_final_fifth_of_relevant_events() -> None:
 def test_ranking_summary_of_fewer_than_five_events_has_an_empty_last20() -> None:
     log = RankingLog(k=5)
     log.append([0, 1, 2, 3], [0, 0, 0, 0], [1, 1, 1, 1])
-    summary = log.summary()
+    summary = summary_of(log)
     assert summary["relevant_last20"] == 0
     assert summary["hr@5_last20"] == 0.0
     assert summary["hr@5"] == 1.0
 
 
 def test_ranking_summary_of_an_empty_log_is_all_zero() -> None:
-    summary = RankingLog(k=10).summary()
+    summary = summary_of(RankingLog(k=10))
     assert summary["relevant"] == 0
     assert summary["relevant_warm"] == 0
     assert summary["relevant_last20"] == 0
@@ -107,7 +131,7 @@ def test_ranks_beyond_k_are_stored_as_misses() -> None:
     log = RankingLog(k=10)
     log.append([0, 1, 2, 3], [9, 10, 40_000, 2**31 - 1], [0, 0, 0, 0])
     assert log.ranks.tolist() == [9, 10, 10, 10]
-    assert log.summary()["hr@10"] == 0.25
+    assert summary_of(log)["hr@10"] == 0.25
 
 
 def test_a_ranking_log_grows_past_its_initial_storage() -> None:
@@ -117,7 +141,7 @@ def test_a_ranking_log_grows_past_its_initial_storage() -> None:
         log.append(chunk, ranks[chunk], chunk % 2)
     assert len(log) == 3000
     assert log.ranks.tolist() == np.minimum(ranks, 10).tolist()
-    assert log.summary()["relevant_warm"] == 1500
+    assert summary_of(log)["relevant_warm"] == 1500
 
 
 def test_deciles_split_relevant_events_by_stream_position() -> None:
@@ -127,7 +151,7 @@ def test_deciles_split_relevant_events_by_stream_position() -> None:
         ranks=np.array([0, 5, 1, 0, 7]),
         warm=np.zeros(5),
     )
-    deciles = log.deciles(n_events=100)
+    deciles = deciles_of(log, n_events=100)
     assert [d["decile"] for d in deciles] == list(range(1, 11))
     assert [d["relevant"] for d in deciles] == [2, 1, 0, 0, 0, 1, 0, 0, 0, 1]
     assert deciles[0]["hr@2"] == 0.5
@@ -150,7 +174,7 @@ def test_deciles_match_a_naive_split(n_events: int, data: st.DataObject) -> None
     )
     log = RankingLog(k=5)
     log.append(np.array(positions, dtype=np.int64), np.array(ranks), np.ones(len(ranks)))
-    deciles = log.deciles(n_events)
+    deciles = deciles_of(log, n_events)
     for decile in range(10):
         inside = [r for p, r in zip(positions, ranks, strict=True) if 10 * p // n_events == decile]
         expected = naive_figures(inside, 5)
@@ -163,7 +187,7 @@ def test_deciles_match_a_naive_split(n_events: int, data: st.DataObject) -> None
 def test_window_series_on_a_hand_computed_example() -> None:
     log = RankingLog(k=2)
     log.append(np.array([3, 4, 8, 9, 12]), np.array([0, 5, 1, 0, 9]), np.zeros(5))
-    series = log.window_series(window=2, step=2)
+    series = series_of(log, window=2, step=2)
     # ends after 2, 4 and (the remainder) 5 relevant events; windows (0, 5), (1, 0), (0, 9)
     assert series["event_index"] == [5, 10, 13]
     assert series["hr@2"] == pytest.approx([0.5, 1.0, 0.5])
@@ -171,7 +195,7 @@ def test_window_series_on_a_hand_computed_example() -> None:
 
 
 def test_window_series_of_an_empty_log_is_empty() -> None:
-    series = RankingLog(k=10).window_series(window=5, step=2)
+    series = series_of(RankingLog(k=10), window=5, step=2)
     assert series == {"event_index": [], "hr@10": [], "ndcg@10": []}
 
 
@@ -188,7 +212,7 @@ def test_window_series_matches_a_naive_sliding_window(
     event_index = [3 * i + 1 for i in range(len(ranks))]
     log = RankingLog(k=k)
     log.append(np.array(event_index, dtype=np.int64), np.array(ranks), np.zeros(len(ranks)))
-    series = log.window_series(window, step)
+    series = series_of(log, window, step)
     ends = naive_ends(len(ranks), step)
     assert series["event_index"] == [event_index[end - 1] + 1 for end in ends]
     windows = [naive_figures(ranks[max(0, end - window) : end], k) for end in ends]
@@ -206,7 +230,7 @@ def test_ranking_summary_matches_naive_formulas(ranks: list[int], warm: list[boo
     warm = warm[: len(ranks)]
     log = RankingLog(k=k)
     log.append(np.arange(len(ranks)), np.array(ranks, dtype=np.int64), np.array(warm))
-    summary = log.summary()
+    summary = summary_of(log)
     n_last = len(ranks) // 5
     expected = {
         "": naive_figures(ranks, k),
@@ -227,15 +251,15 @@ def test_ranking_state_dict_round_trip() -> None:
     restored.append([100], [0], [1])  # loading replaces what was there
     restored.load_state_dict(state)
     assert len(restored) == 5
-    assert restored.summary() == log.summary()
-    assert restored.deciles(10) == log.deciles(10)
-    assert restored.window_series(2, 1) == log.window_series(2, 1)
+    assert summary_of(restored) == summary_of(log)
+    assert deciles_of(restored, 10) == deciles_of(log, 10)
+    assert series_of(restored, 2, 1) == series_of(log, 2, 1)
     for name in ("event_index", "rank", "warm"):
         assert np.array_equal(restored.state_dict()[name], state[name])
     # Both continue the same way.
     log.append([11], [1], [1])
     restored.append([11], [1], [1])
-    assert restored.summary() == log.summary()
+    assert summary_of(restored) == summary_of(log)
 
 
 def test_ranking_state_dict_is_a_snapshot() -> None:
@@ -256,7 +280,7 @@ def filled_rating_log() -> RatingLog:
 
 
 def test_rating_summary_on_a_hand_computed_example() -> None:
-    summary = filled_rating_log().summary()
+    summary = rating_of(filled_rating_log())
     # errors 0.5, -1, 0.5, 0, 4
     assert summary["rmse"] == pytest.approx(math.sqrt(17.5 / 5))
     assert summary["mae"] == pytest.approx(6.0 / 5)
@@ -266,7 +290,7 @@ def test_rating_summary_on_a_hand_computed_example() -> None:
 
 
 def test_rating_confusion_uses_a_like_threshold_of_3_5_inclusive() -> None:
-    summary = filled_rating_log().summary()
+    summary = rating_of(filled_rating_log())
     # predicted like: 4.0, 3.5, 5.0; actual like: 3.5, 4.0
     assert summary["confusion"] == {"tp": 1, "fp": 2, "fn": 1, "tn": 1}
     assert summary["like_accuracy"] == pytest.approx(2 / 5)
@@ -277,11 +301,11 @@ def test_rating_confusion_uses_a_like_threshold_of_3_5_inclusive() -> None:
 def test_rating_confusion_follows_a_custom_threshold() -> None:
     log = RatingLog(like_threshold=4.0)
     log.append([3.9, 4.0, 4.5], [4.0, 3.5, 4.0], [0, 0, 0])
-    assert log.summary()["confusion"] == {"tp": 1, "fp": 1, "fn": 1, "tn": 0}
+    assert rating_of(log)["confusion"] == {"tp": 1, "fp": 1, "fn": 1, "tn": 0}
 
 
 def test_rating_summary_of_an_empty_log_is_all_zero() -> None:
-    summary = RatingLog().summary()
+    summary = rating_of(RatingLog())
     assert summary["confusion"] == {"tp": 0, "fp": 0, "fn": 0, "tn": 0}
     for name in ("rmse", "mae", "rmse_warm", "mae_warm", "rmse_last20", "like_accuracy"):
         assert summary[name] == 0.0
@@ -338,7 +362,7 @@ def test_window_rmse_matches_a_naive_sliding_window(
 def test_rating_summary_matches_naive_formulas(rows: list[tuple[float, float, bool]]) -> None:
     log = RatingLog()
     log.append([p for p, _, _ in rows], [a for _, a, _ in rows], [w for _, _, w in rows])
-    summary = log.summary()
+    summary = rating_of(log)
     errors = [p - a for p, a, _ in rows]
     warm_errors = [p - a for p, a, w in rows if w]
 
@@ -367,11 +391,11 @@ def test_rating_state_dict_round_trip() -> None:
     restored.append([1.0], [1.0], [1])  # loading replaces what was there
     restored.load_state_dict(state)
     assert len(restored) == 5
-    assert restored.summary() == log.summary()
+    assert rating_of(restored) == rating_of(log)
     assert restored.window_rmse(2, 1) == log.window_rmse(2, 1)
     log.append([3.0], [4.0], [1])
     restored.append([3.0], [4.0], [1])
-    assert restored.summary() == log.summary()
+    assert rating_of(restored) == rating_of(log)
 
 
 def test_rating_state_dict_is_a_snapshot() -> None:

@@ -46,7 +46,7 @@ def test_leave_latest_out_holds_out_each_users_last_rating() -> None:
 
 
 def test_rating_evaluation_beats_the_global_mean() -> None:
-    figures = rating_evaluation(DATASET, CONFIG)
+    figures = rating_evaluation(DATASET, CONFIG).to_dict()
     _, test = random_split(DATASET.ratings, 0.2, seed=42)
     global_rmse = float(np.sqrt(((test.rating - test.rating.mean()) ** 2).mean()))
     assert figures["rmse"] < global_rmse
@@ -54,7 +54,7 @@ def test_rating_evaluation_beats_the_global_mean() -> None:
 
 
 def test_ranking_evaluation_reports_sampled_and_full_figures() -> None:
-    figures = ranking_evaluation(DATASET, CONFIG)
+    figures = ranking_evaluation(DATASET, CONFIG).to_dict()
     assert figures["users"] == DATASET.ratings.user_id.nunique()
     # With 99 negatives a random ranking hits ~10%; a trained model must do better, and the
     # sampled protocol is always at least as easy as full ranking.

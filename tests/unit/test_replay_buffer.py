@@ -7,8 +7,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from recsys_stream.learner.features import BatchInputs
 from recsys_stream.learner.replay_buffer import ReplayBuffer, concatenate
+from recsys_stream.model import BatchInputs
 
 SETTINGS = settings(max_examples=100, deadline=None, derandomize=True, database=None)
 

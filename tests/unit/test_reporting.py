@@ -1,8 +1,8 @@
 """The report renderers: text table, markdown summary and plots, on synthetic reports.
 
-The reports are built here rather than read from a run, so the tests stay fast and pin the shape
-that :func:`recsys_stream.simulation.build_report` produces: models' figures keyed by ``k``, a
-sliding-window series, a rating series and the learner's per-micro-batch losses.
+The reports are built here rather than read from a run, so the tests stay fast; they have what
+:func:`recsys_stream.stream.build_report` produces: models' figures at ``k``, a sliding-window
+series, a rating series and the learner's per-micro-batch losses.
 """
 
 from __future__ import annotations
@@ -14,6 +14,20 @@ from typing import Any
 
 import pytest
 
+from recsys_stream.report import (
+    Confusion,
+    DecileFigures,
+    LossSeries,
+    ModelFigures,
+    PrequentialReport,
+    RankingFigures,
+    RankingSeries,
+    RatingFigures,
+    RatingSeries,
+    RunReport,
+    StreamReport,
+    WindowedRanking,
+)
 from recsys_stream.reporting import (
     comparison_table,
     display_name,
@@ -27,6 +41,10 @@ ALL_PLOTS = {"metrics.png", "rating.png", "loss.png", "confusion.png", "deciles.
 HIT_RATES = {"learner": 0.2, "most_popular": 0.1, "recent_popular": 0.08, "cooc_knn": 0.16}
 
 
+def ranking(hr: float, k: int, relevant: int = 1000) -> RankingFigures:
+    return RankingFigures(relevant, hr, hr / 2, hr / k, hr, 2 * (hr / k) * hr / (hr / k + hr))
+
+
 def make_report(
     *,
     k: int = 10,
@@ -34,82 +52,87 @@ def make_report(
     rating: bool = True,
     series: bool = True,
     loss: bool = True,
-) -> dict[str, Any]:
+) -> RunReport:
     """A report shaped like the simulation's, with ``models`` in a deliberately scrambled order."""
-    figures: dict[str, dict[str, Any]] = {}
+    figures: dict[str, ModelFigures] = {}
     for name in models:
         hr = HIT_RATES.get(name, 0.05)
-        figures[name] = {
-            "relevant": 1000,
-            f"hr@{k}": hr,
-            f"ndcg@{k}": hr / 2,
-            f"precision@{k}": hr / k,
-            f"recall@{k}": hr,
-            f"f1@{k}": 2 * (hr / k) * hr / (hr / k + hr),
-            f"hr@{k}_warm": hr + 0.01,
-            f"hr@{k}_last20": hr + 0.02,
-            "deciles": [
-                {"decile": d, "relevant": 100, f"hr@{k}": hr * d / 10, f"ndcg@{k}": hr * d / 20}
-                for d in range(1, 11)
-            ],
-        }
-    if rating and "learner" in figures:
-        figures["learner"].update(
-            rmse=0.95,
-            mae=0.75,
-            rmse_warm=0.94,
-            mae_warm=0.74,
-            rmse_last20=0.93,
-            confusion={"tp": 1234, "fp": 321, "fn": 222, "tn": 567},
-            like_accuracy=0.7654,
-            like_precision=0.7935,
-            like_recall=0.8475,
+        figures[name] = ModelFigures(
+            overall=ranking(hr, k),
+            warm=ranking(hr + 0.01, k),
+            last20=ranking(hr + 0.02, k, relevant=200),
+            deciles=[DecileFigures(d, 100, hr * d / 10, hr * d / 20) for d in range(1, 11)],
+            rating=RatingFigures(
+                rmse=0.95,
+                mae=0.75,
+                rmse_warm=0.94,
+                mae_warm=0.74,
+                rmse_last20=0.93,
+                confusion=Confusion(tp=1234, fp=321, fn=222, tn=567),
+                like_accuracy=0.7654,
+                like_precision=0.7935,
+                like_recall=0.8475,
+            )
+            if rating and name == "learner"
+            else None,
         )
     points = list(range(500, 5001, 500))
-    report: dict[str, Any] = {
-        "dataset": "synthetic-42",
-        "events": 5000,
-        "relevant_events": 2800,
-        "users": 50,
-        "items": 300,
-        "k": k,
-        "batch_size": 256,
-        "wall_seconds": 1.25,
-        "events_per_second": 4000.0,
-        "device": "cpu",
-        "model_version": 3,
-        "retrains_completed": 1,
-        "dead_letters": 0,
-        "baseline_batching": "exact per event (equivalent to batch size 1)",
-        "models": figures,
-        "series": {"window": 1000, "step": 100, "event_index": [], "models": {}},
-    }
+    ranking_series = RankingSeries(window=1000, step=100)
+    rating_series = None
     if series:
-        report["series"] = {
-            "window": 1000,
-            "step": 100,
-            "event_index": points,
-            "models": {
-                name: {
-                    f"hr@{k}": [HIT_RATES.get(name, 0.05) * (1 + i / 20) for i in range(10)],
-                    f"ndcg@{k}": [HIT_RATES.get(name, 0.05) / 2 for _ in range(10)],
-                }
+        ranking_series = RankingSeries(
+            window=1000,
+            step=100,
+            event_index=points,
+            models={
+                name: WindowedRanking(
+                    hr=[HIT_RATES.get(name, 0.05) * (1 + i / 20) for i in range(10)],
+                    ndcg=[HIT_RATES.get(name, 0.05) / 2 for _ in range(10)],
+                )
                 for name in models
             },
-        }
+        )
         if rating and "learner" in figures:
-            report["series"]["rating"] = {
-                "window": 1000,
-                "event_index": points,
-                "models": {"learner": {"rmse": [1.0 - i / 100 for i in range(10)]}},
-            }
+            rating_series = RatingSeries(
+                window=1000,
+                event_index=points,
+                rmse={"learner": [1.0 - i / 100 for i in range(10)]},
+            )
+    training_loss = LossSeries()
     if loss:
-        report["training_loss"] = {
-            "event_index": list(range(256, 5001, 256)),
-            "ranking_loss": [4.5 - i / 20 for i in range(19)],
-            "rating_loss": [math.nan if i % 5 == 0 else 0.5 - i / 100 for i in range(19)],
-        }
-    return report
+        training_loss = LossSeries(
+            event_index=list(range(256, 5001, 256)),
+            ranking_loss=[4.5 - i / 20 for i in range(19)],
+            rating_loss=[math.nan if i % 5 == 0 else 0.5 - i / 100 for i in range(19)],
+        )
+    prequential = PrequentialReport(
+        events=5000,
+        relevant_events=2800,
+        users=50,
+        items=300,
+        k=k,
+        relevance_threshold=4.0,
+        like_threshold=3.5,
+        first_timestamp=0.0,
+        last_timestamp=5000.0,
+        models=figures,
+        ranking_series=ranking_series,
+        rating_series=rating_series,
+    )
+    return RunReport(
+        stream=StreamReport(
+            prequential, model_version=3, retrains_completed=1, dead_letters=0, published_at=0.0
+        ),
+        dataset="synthetic-42",
+        batch_size=256,
+        wall_seconds=1.25,
+        events_per_second=4000.0,
+        seconds_per_model=dict.fromkeys(models, 0.1),
+        device="cpu",
+        training_loss=training_loss,
+        learner_config={},
+        baseline_batching="exact per event (equivalent to batch size 1)",
+    )
 
 
 def test_table_lists_every_metric_and_orders_models() -> None:
@@ -193,7 +216,7 @@ def test_write_run_writes_report_summary_and_valid_pngs(tmp_path: Path) -> None:
     reloaded = json.loads((tmp_path / "run" / "report.json").read_text())
     assert reloaded["models"]["learner"]["hr@10"] == pytest.approx(0.2)
     # NaN losses come back from JSON as null: the saved report must render just the same.
-    again = write_plots(reloaded, tmp_path / "again")
+    again = write_plots(RunReport.from_dict(reloaded), tmp_path / "again")
     assert {path.name for path in again} == ALL_PLOTS
 
 
@@ -227,16 +250,17 @@ def test_missing_pieces_are_left_out(
 
 
 def test_loss_plot_needs_a_finite_value(tmp_path: Path) -> None:
-    losses = make_report()["training_loss"]
-    report = {"k": 10, "models": {}, "training_loss": losses}
-    losses["ranking_loss"] = [math.nan] * 19
-    assert [path.name for path in write_plots(report, tmp_path / "rating-only")] == ["loss.png"]
-    losses["rating_loss"] = [None] * 19  # NaN as it comes back from JSON
-    assert write_plots(report, tmp_path / "none") == []
+    full = make_report(models=(), series=False)
+    losses = full.training_loss
+    losses.ranking_loss[:] = [math.nan] * 19
+    assert [path.name for path in write_plots(full, tmp_path / "rating-only")] == ["loss.png"]
+    saved = full.to_dict()
+    saved["training_loss"]["rating_loss"] = [None] * 19  # NaN as it comes back from JSON
+    assert write_plots(RunReport.from_dict(saved), tmp_path / "none") == []
 
 
 def test_empty_report_renders() -> None:
-    report: dict[str, Any] = {"k": 10, "models": {}}
+    report = make_report(models=(), series=False, loss=False)
     assert comparison_table(report).startswith("Metric")
     summary = markdown_summary(report)
     assert "## Plots" not in summary

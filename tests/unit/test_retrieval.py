@@ -10,7 +10,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from recsys_stream.retrieval import MISS, candidate_mask, target_ranks, top_k
+from recsys_stream._arrays.retrieval import MISS, candidate_mask, target_ranks, top_k
 
 SETTINGS = settings(max_examples=150, deadline=None, derandomize=True, database=None)
 

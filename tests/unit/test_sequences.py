@@ -10,7 +10,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from recsys_stream.sequences import PAD, UserSequences, Window
+from recsys_stream._arrays.sequences import PAD, UserSequences, Window
 
 SETTINGS = settings(max_examples=100, deadline=None, derandomize=True, database=None)
 

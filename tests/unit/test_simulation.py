@@ -8,11 +8,10 @@ import orjson
 
 from recsys_stream.data import generate_synthetic
 from recsys_stream.events import RatingEvent, encode
-from recsys_stream.outputs import InMemorySink
-from recsys_stream.pipeline import StreamProcessor
 from recsys_stream.reporting import write_run
-from recsys_stream.settings import LearnerConfig, ModelConfig, RetrainConfig
-from recsys_stream.simulation import SimulationConfig, run_simulation
+from recsys_stream.serving import InMemorySink
+from recsys_stream.settings import LearnerConfig, ModelConfig, RetrainConfig, StreamConfig
+from recsys_stream.stream import SimulationConfig, StreamProcessor, run_simulation
 
 CONFIG = LearnerConfig(
     model=ModelConfig(dim=16, context_length=8, mlp_hidden=16, sampled_negatives=64),
@@ -23,7 +22,7 @@ CONFIG = LearnerConfig(
 
 def test_bad_messages_become_dead_letters_and_the_rest_is_learned() -> None:
     sink = InMemorySink()
-    processor = StreamProcessor.create(CONFIG, sink, baselines=False)
+    processor = StreamProcessor.create(CONFIG, StreamConfig(baselines=False), sink)
     good = [encode(RatingEvent(u, 100 + u % 3, 4.0, u)) for u in range(5)]
     bad = [b"{", b'{"user_id": 1}', encode(RatingEvent(9, 9, 1.0, 9))[:-1], None]
     result = processor.process_records(
@@ -43,7 +42,10 @@ def test_bad_messages_become_dead_letters_and_the_rest_is_learned() -> None:
 
 def test_a_simulation_report_holds_what_the_issue_asks(tmp_path: Path) -> None:
     dataset = generate_synthetic(2500, n_users=40, n_items=80, seed=5)
-    report = run_simulation(dataset, SimulationConfig(learner=CONFIG, batch_size=128))
+    run = run_simulation(
+        dataset, SimulationConfig(learner=CONFIG, stream=StreamConfig(batch_size=128))
+    )
+    report = run.to_dict()  # as report.json holds it
     for key in (
         "dataset",
         "events",
@@ -69,7 +71,7 @@ def test_a_simulation_report_holds_what_the_issue_asks(tmp_path: Path) -> None:
             assert 0.0 <= figures[key] <= 1.0
     assert report["models"]["learner"]["rmse"] > 0
     assert report["models"]["learner"]["mae"] > 0
-    paths = write_run(report, tmp_path / "run")
+    paths = write_run(run, tmp_path / "run")
     names = {path.name for path in paths}
     assert {"report.json", "summary.md", "metrics.png", "loss.png"} <= names
     assert orjson.loads((tmp_path / "run" / "report.json").read_bytes())["events"] == 2500

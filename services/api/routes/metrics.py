@@ -5,32 +5,17 @@ a dashboard shows, per model, the learner and the baselines side by side. The fu
 of compact points is ``/metrics/prequential/series``.
 """
 
-from collections.abc import Mapping
-from typing import Annotated, Any
+from typing import Annotated, Any, Final
 
 from fastapi import APIRouter, Query
 from starlette.responses import Response
 
+from recsys_stream.report import LiveFigures, LiveModelFigures, metric_name
 from services.api.deps import ServingDep
 from services.api.errors import ApiError
 from services.api.schemas import PrequentialFigures, SeriesPoint, error_responses, json_response
 
-FIGURES = (
-    "hr@{k}",
-    "ndcg@{k}",
-    "precision@{k}",
-    "recall@{k}",
-    "f1@{k}",
-    "hr@{k}_last20",
-    "hr@{k}_warm",
-    "rmse",
-    "mae",
-)
-"""Per model, the overall figures answered (where the model has them: baselines have no RMSE)."""
-WINDOWED = ("hr@{k}", "ndcg@{k}")
-"""Per model, the figures whose latest windowed value is answered as ``<name>_window``."""
-REPORT_FIELDS = ("events", "relevant_events", "model_version", "published_at", "dead_letters")
-MAX_SERIES_POINTS = 10_000
+MAX_SERIES_POINTS: Final = 10_000
 
 
 def router() -> APIRouter:
@@ -45,10 +30,10 @@ def router() -> APIRouter:
     async def prequential(serving: ServingDep) -> Response:
         """The latest test-then-train figures of the learner and the baselines (503 until the
         trainer has published its first report)."""
-        report = serving.read(lambda cache: cache.metrics())
-        if report is None:
+        live = serving.read(lambda cache: cache.metrics())
+        if live is None:
             raise ApiError(503, "no_metrics", "the trainer has not published metrics yet")
-        return json_response(compact(report))
+        return json_response(answer(live))
 
     @routes.get(
         "/series",
@@ -64,34 +49,40 @@ def router() -> APIRouter:
     ) -> Response:
         """The latest ``limit`` points of the metrics time series, oldest first (empty until
         the first report)."""
-        return json_response(serving.read(lambda cache: cache.metrics_series(limit)))
+        points = serving.read(lambda cache: cache.metrics_series(limit))
+        return json_response([point.to_dict() for point in points])
 
     return routes
 
 
-def compact(report: Mapping[str, Any]) -> dict[str, Any]:
-    """The figures answered from a report, full (the evaluator's) or compacted (the cache's):
-    the windowed value is the series' last point, or the ``<name>_window`` figure."""
-    k = report.get("k") if isinstance(report.get("k"), int) else 10
-    windowed = _mapping(_mapping(report.get("series")).get("models"))
-    models: dict[str, dict[str, Any]] = {}
-    for name, figures in _mapping(report.get("models")).items():
-        if not isinstance(figures, Mapping):
-            continue
-        entry = {key: figures[key] for key in (f.format(k=k) for f in FIGURES) if key in figures}
-        for metric in (f.format(k=k) for f in WINDOWED):
-            values = _mapping(windowed.get(name)).get(metric)
-            if isinstance(values, list) and values:
-                entry[f"{metric}_window"] = values[-1]
-            elif f"{metric}_window" in figures:
-                entry[f"{metric}_window"] = figures[f"{metric}_window"]
-        models[str(name)] = entry
-    answer = {field: report.get(field) for field in REPORT_FIELDS}
-    if report.get("consumer_lag") is not None:
-        answer["consumer_lag"] = report["consumer_lag"]
-    return {**answer, "k": k, "models": models}
+def answer(live: LiveFigures) -> dict[str, Any]:
+    """The body of ``GET /metrics/prequential``: the stream's counters and, per model, its
+    overall, recent, warm-user and windowed figures (rating ones where it has them)."""
+    body: dict[str, Any] = {
+        "events": live.events,
+        "relevant_events": live.relevant_events,
+        "model_version": live.model_version,
+        "published_at": live.published_at,
+        "dead_letters": live.dead_letters,
+    }
+    if live.consumer_lag is not None:
+        body["consumer_lag"] = live.consumer_lag
+    body["k"] = live.k
+    body["models"] = {
+        name: _model_figures(figures, live.k) for name, figures in live.models.items()
+    }
+    return body
 
 
-def _mapping(value: object) -> Mapping[str, Any]:
-    """``value`` if it is a mapping, else empty: a report missing a part still answers."""
-    return value if isinstance(value, Mapping) else {}
+def _model_figures(figures: LiveModelFigures, k: int) -> dict[str, float | None]:
+    answered: dict[str, float | None] = {
+        **figures.overall.named(k),
+        metric_name("hr", k, "last20"): figures.last20.hr,
+        metric_name("hr", k, "warm"): figures.warm.hr,
+    }
+    if figures.rating is not None:
+        answered["rmse"] = figures.rating.rmse
+        answered["mae"] = figures.rating.mae
+    answered[metric_name("hr", k, "window")] = figures.hr_window
+    answered[metric_name("ndcg", k, "window")] = figures.ndcg_window
+    return answered

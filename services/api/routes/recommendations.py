@@ -26,9 +26,14 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from recsys_stream.events import MAX_ID
-from recsys_stream.serving import CacheUnavailableError, ModelSnapshot, UserState
+from recsys_stream.serving import (
+    CacheUnavailableError,
+    ModelSnapshot,
+    UserRecommendations,
+    UserState,
+)
 from recsys_stream.settings import ApiSettings
-from services.api.deps import CachedList, Serving, ServingDep
+from services.api.deps import ServingDep
 from services.api.errors import ApiError
 from services.api.schemas import (
     Recommendations,
@@ -37,6 +42,7 @@ from services.api.schemas import (
     error_responses,
     json_response,
 )
+from services.api.state import Serving
 
 NO_METADATA: Mapping[str, object] = {"title": None, "year": None, "genres": None}
 """What an item missing from the loaded metadata shows, so every item has the same fields."""
@@ -98,8 +104,8 @@ def router(settings: ApiSettings) -> APIRouter:
 
 
 async def _from_cache(serving: Serving, user_id: int, k: int) -> Response:
-    cached = _parse_cached(await serving.cache.top_k(user_id))
-    if cached is not None and len(cached.items) >= k:
+    cached = await serving.cache.top_k(user_id)
+    if cached is not None and len(cached.item_ids) >= k:
         serving.recent.remember(user_id, cached=cached)
         return _answer(serving, user_id, k, _sliced(cached, k), "cache", cached)
     state = await serving.cache.user_state(user_id)
@@ -116,7 +122,7 @@ async def _from_cache(serving: Serving, user_id: int, k: int) -> Response:
 
 async def _from_memory(serving: Serving, user_id: int, k: int) -> Response:
     recent = serving.recent.get(user_id)
-    if recent is not None and recent.cached is not None and len(recent.cached.items) >= k:
+    if recent is not None and recent.cached is not None and len(recent.cached.item_ids) >= k:
         cached = recent.cached
         return _answer(serving, user_id, k, _sliced(cached, k), "snapshot_fallback", cached)
     snapshot = await serving.snapshots.get()
@@ -160,7 +166,7 @@ def _answer(
     k: int,
     listed: Iterable[tuple[int, float]],
     source: Source,
-    cached: CachedList,
+    cached: UserRecommendations,
 ) -> Response:
     return json_response(_cached_payload(serving, user_id, k, listed, source, cached))
 
@@ -171,7 +177,7 @@ def _cached_payload(
     k: int,
     listed: Iterable[tuple[int, float]],
     source: Source,
-    cached: CachedList,
+    cached: UserRecommendations,
 ) -> dict[str, object]:
     serving.telemetry.served(source)
     return {
@@ -235,11 +241,11 @@ class CachedListLane:
         if user_id > MAX_ID or not 1 <= k <= self.max_k or not serving.breaker.allows():
             return None
         try:
-            cached = _parse_cached(await serving.cache.top_k(user_id))
+            cached = await serving.cache.top_k(user_id)
         except CacheUnavailableError:
             serving.cache_failed()
             return None
-        if cached is None or len(cached.items) < k:
+        if cached is None or len(cached.item_ids) < k:
             return None
         serving.recent.remember(user_id, cached=cached)
         return orjson.dumps(
@@ -247,8 +253,8 @@ class CachedListLane:
         )
 
 
-def _sliced(cached: CachedList, k: int) -> Iterable[tuple[int, float]]:
-    return zip(cached.items[:k], cached.scores[:k], strict=True)
+def _sliced(cached: UserRecommendations, k: int) -> Iterable[tuple[int, float]]:
+    return zip(cached.item_ids[:k], cached.scores[:k], strict=True)
 
 
 def _items(
@@ -260,27 +266,6 @@ def _items(
         {"item_id": item, "score": score, **metadata.get(item, NO_METADATA)}
         for item, score in listed
     ]
-
-
-def _parse_cached(entry: Mapping[str, object] | None) -> CachedList | None:
-    """The cache's entry as a :class:`CachedList`; None when absent or not the expected shape
-    (a malformed entry is a miss: the user's state can still answer)."""
-    if entry is None:
-        return None
-    items = entry.get("item_ids", entry.get("items"))
-    scores = entry.get("scores")
-    version = entry.get("model_version")
-    updated_at = entry.get("updated_at")
-    if (
-        not isinstance(items, list)
-        or not isinstance(scores, list)
-        or len(items) != len(scores)
-        or not isinstance(version, int)
-    ):
-        return None
-    return CachedList(
-        items, scores, version, float(updated_at) if isinstance(updated_at, int | float) else None
-    )
 
 
 async def _require_snapshot(serving: Serving) -> ModelSnapshot:

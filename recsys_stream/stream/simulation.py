@@ -7,37 +7,48 @@ baselines, and a run directory with the report, a summary and plots.
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import orjson
 
-from recsys_stream.checkpoint import load_checkpoint, restore_processor, save_checkpoint
 from recsys_stream.data import Dataset
-from recsys_stream.eventlog import InMemoryEventLog, LogConsumer
-from recsys_stream.outputs import InMemorySink, OutputSink
-from recsys_stream.pipeline import LEARNER, StreamProcessor
-from recsys_stream.settings import LearnerConfig
+from recsys_stream.events import (
+    EventValidationError,
+    InMemoryEventLog,
+    LogConsumer,
+    RatingEvent,
+    encode,
+)
+from recsys_stream.report import RunReport
+from recsys_stream.serving import InMemorySink, OutputSink
+from recsys_stream.settings import LearnerConfig, Settings, StreamConfig
+from recsys_stream.stream.checkpoint import load_checkpoint, restore_processor, save_checkpoint
+from recsys_stream.stream.processor import LEARNER, StreamProcessor
 
 
 @dataclass(frozen=True)
 class SimulationConfig:
-    """How a simulation runs (the learner's own settings are in ``learner``)."""
+    """How a simulation runs: the learner and the stream as the settings give them, and what
+    belongs to one run (how far, where to checkpoint)."""
 
     learner: LearnerConfig = field(default_factory=LearnerConfig)
-    batch_size: int = 256
-    k: int = 10
-    baselines: bool = True
-    window: int = 5_000
+    stream: StreamConfig = field(default_factory=StreamConfig)
     max_events: int | None = None
     checkpoint_path: Path | None = None
     checkpoint_every_events: int | None = None
     resume: bool = False
     """Continue from ``checkpoint_path`` if it exists."""
+
+    @classmethod
+    def from_settings(cls, settings: Settings, **run: Any) -> SimulationConfig:
+        """The settings' learner and stream, with ``run``'s own fields."""
+        return cls(learner=settings.learner, stream=settings.stream, **run)
 
 
 ProgressCallback = Callable[[int, dict[str, Any]], None]
@@ -47,17 +58,19 @@ ProgressCallback = Callable[[int, dict[str, Any]], None]
 def fill_log(dataset: Dataset, log: InMemoryEventLog, max_events: int | None = None) -> int:
     """Append the dataset's ratings, in stream order, as encoded events keyed by user."""
     ratings = dataset.ratings if max_events is None else dataset.ratings.iloc[:max_events]
-    columns = (ratings[name].to_numpy() for name in ("user_id", "item_id", "rating", "timestamp"))
+    columns = (ratings[name].to_numpy().tolist() for name in ("user_id", "item_id", "rating"))
+    timestamps = ratings["timestamp"].to_numpy().tolist()
     values, keys = [], []
-    for user, item, rating, timestamp in zip(*columns, strict=True):
-        payload = {
-            "user_id": int(user),
-            "item_id": int(item),
-            "rating": float(rating),
-            "timestamp": int(timestamp),
-        }
-        values.append(orjson.dumps(payload))
-        keys.append(str(int(user)).encode())
+    for (user, item, rating), timestamp in zip(zip(*columns, strict=True), timestamps, strict=True):
+        try:
+            payload = encode(RatingEvent(user, item, rating, timestamp))
+        except EventValidationError:
+            # Kept as the dataset has it: the processor dead-letters it with its reason, as the
+            # trainer does with a bad message in Kafka.
+            fields = {"user_id": user, "item_id": item, "rating": rating, "timestamp": timestamp}
+            payload = orjson.dumps(fields)
+        values.append(payload)
+        keys.append(str(user).encode())
     log.extend(values, keys)
     return len(values)
 
@@ -70,20 +83,15 @@ def run_simulation(
     progress: ProgressCallback | None = None,
     log: InMemoryEventLog | None = None,
     follow_until: threading.Event | None = None,
-) -> dict[str, Any]:
-    """Replay ``dataset`` and return the report (see :func:`build_report`).
+) -> RunReport:
+    """Replay ``dataset`` and return the run's report.
 
     With ``follow_until``, the run goes on after the dataset, learning whatever else is appended
     to ``log`` (e.g. events posted to the API), until the event is set.
     """
     sink = sink if sink is not None else InMemorySink()
     processor = StreamProcessor.create(
-        config.learner,
-        sink,
-        baselines=config.baselines,
-        k=config.k,
-        rating_range=dataset.rating_range,
-        window=config.window,
+        config.learner, config.stream, sink, rating_range=dataset.rating_range
     )
     log = log if log is not None else InMemoryEventLog(partitions=1)
     total = fill_log(dataset, log, config.max_events)
@@ -97,7 +105,7 @@ def run_simulation(
     last_checkpoint = events_at_start
     try:
         while True:
-            records = consumer.poll(config.batch_size)
+            records = consumer.poll(config.stream.batch_size)
             if not records:
                 if follow_until is None or follow_until.is_set():
                     break
@@ -133,29 +141,20 @@ def build_report(
     config: SimulationConfig,
     wall_seconds: float,
     events_this_run: int,
-) -> dict[str, Any]:
+) -> RunReport:
     """The run's report: the evaluator's figures plus what describes the run itself."""
-    report = processor.publish_metrics()
-    report.update(
+    return RunReport(
+        stream=processor.publish_metrics(),
         dataset=dataset.name,
-        batch_size=config.batch_size,
+        batch_size=config.stream.batch_size,
         wall_seconds=wall_seconds,
         events_per_second=events_this_run / wall_seconds if wall_seconds > 0 else 0.0,
-        seconds_per_model=processor.evaluator.seconds_per_model,
+        seconds_per_model=dict(processor.evaluator.seconds_per_model),
         device=str(processor.learner.device),
         training_loss=processor.loss_series,
-        learner_config=_plain(asdict(config.learner)),
+        learner_config=_plain(dataclasses.asdict(config.learner)),
         baseline_batching="exact per event (equivalent to batch size 1)",
     )
-    return report
-
-
-def write_report(report: dict[str, Any], out_dir: Path) -> Path:
-    """Write ``report.json`` into ``out_dir`` (created); returns its path."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    path = out_dir / "report.json"
-    path.write_bytes(orjson.dumps(report, option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY))
-    return path
 
 
 def _source(partition: int) -> str:

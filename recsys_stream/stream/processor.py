@@ -2,14 +2,17 @@
 
 Both ways of running recsys-stream drive this one class: the embedded simulation feeds it
 records from the in-process event log, the Faust trainer records from Kafka. What it produces
-goes to an :class:`OutputSink`: an in-memory one here, Redis in the services.
+goes to an :class:`~recsys_stream.serving.OutputSink`: in memory here, Redis in the services.
 
 >>> from recsys_stream.events import RatingEvent, encode
->>> from recsys_stream.outputs import InMemorySink
->>> from recsys_stream.settings import LearnerConfig, ModelConfig
+>>> from recsys_stream.serving import InMemorySink
+>>> from recsys_stream.settings import LearnerConfig, ModelConfig, StreamConfig
 >>> sink = InMemorySink()
 >>> processor = StreamProcessor.create(
-...     LearnerConfig(model=ModelConfig(dim=8, context_length=4)), sink, baselines=False)
+...     LearnerConfig(model=ModelConfig(dim=8, context_length=4)),
+...     StreamConfig(baselines=False),
+...     sink,
+... )
 >>> result = processor.process_records([encode(RatingEvent(1, 10, 5.0, 0)), b"not json"])
 >>> result.learned, len(sink.dead_letters), sorted(sink.recommendations)
 (1, 1, [1])
@@ -25,18 +28,14 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from recsys_stream.baselines.cooc_knn import CoocKNN
-from recsys_stream.baselines.popularity import most_popular, recent_popular
-from recsys_stream.evaluation.prequential import PrequentialEvaluator
+from recsys_stream.base import StreamingRecommender
+from recsys_stream.baselines import CoocKNN, most_popular, recent_popular
+from recsys_stream.evaluation import PrequentialEvaluator
 from recsys_stream.events import EventBatch, EventValidationError, RatingEvent, decode
-from recsys_stream.learner.online import OnlineLearner
-from recsys_stream.outputs import (
-    DeadLetter,
-    OutputSink,
-    UserRecommendations,
-)
-from recsys_stream.recommender import StreamingRecommender
-from recsys_stream.settings import LearnerConfig
+from recsys_stream.learner import OnlineLearner
+from recsys_stream.report import LossSeries, StreamReport
+from recsys_stream.serving import DeadLetter, OutputSink, UserRecommendations
+from recsys_stream.settings import LearnerConfig, StreamConfig
 
 LEARNER = "learner"
 
@@ -83,40 +82,42 @@ class StreamProcessor:
         self.top_k = top_k
         self.metrics_every_events = metrics_every_events
         self.dead_letters = 0
-        self.loss_series: dict[str, list[float]] = {
-            "event_index": [],
-            "ranking_loss": [],
-            "rating_loss": [],
-        }
+        self.loss_series = LossSeries()
         self._events_at_last_metrics = 0
         self.snapshot_every_events = snapshot_every_events
-        self.report_extras: dict[str, Any] = {}
-        """Merged into every published report (e.g. the trainer's consumer lag)."""
+        self.consumer_lag: int | None = None
+        """Messages in the source not yet consumed (the Kafka adapter sets it; None: unknown)."""
         self._snapshot_version = -1
         self._events_at_last_snapshot = 0
 
     @classmethod
     def create(
         cls,
-        config: LearnerConfig,
+        learner: LearnerConfig,
+        stream: StreamConfig,
         sink: OutputSink,
         *,
-        baselines: bool = True,
-        k: int = 10,
         rating_range: tuple[float, float] = (0.5, 5.0),
-        window: int = 5_000,
     ) -> StreamProcessor:
-        """A processor with a fresh learner and, if asked, the protocol's baselines."""
-        learner = OnlineLearner(config)
-        models: dict[str, StreamingRecommender] = {LEARNER: learner}
-        if baselines:
+        """A processor with a fresh learner and, if ``stream.baselines``, the protocol's
+        baselines; the stream's thresholds reach both the evaluator and the learner."""
+        online = OnlineLearner(learner, relevance_threshold=stream.relevance_threshold)
+        models: dict[str, StreamingRecommender] = {LEARNER: online}
+        if stream.baselines:
             models.update(
                 most_popular=most_popular(),
                 recent_popular=recent_popular(),
                 cooc_knn=CoocKNN(),
             )
-        evaluator = PrequentialEvaluator(models, k=k, rating_range=rating_range, window=window)
-        return cls(learner, evaluator, sink, top_k=k)
+        evaluator = PrequentialEvaluator(
+            models,
+            k=stream.k,
+            relevance_threshold=stream.relevance_threshold,
+            like_threshold=stream.like_threshold,
+            rating_range=rating_range,
+            window=stream.window,
+        )
+        return cls(online, evaluator, sink, top_k=stream.k)
 
     def process_records(
         self, payloads: Sequence[bytes | None], sources: Sequence[str] | None = None
@@ -135,9 +136,9 @@ class StreamProcessor:
         """Evaluate every model on the batch, let each learn it, publish the touched users."""
         outcome = self.evaluator.process(batch)
         losses = self.learner.last_losses
-        self.loss_series["event_index"].append(self.evaluator.events_seen)
-        self.loss_series["ranking_loss"].append(losses.get("ranking_loss", float("nan")))
-        self.loss_series["rating_loss"].append(losses.get("rating_loss", float("nan")))
+        self.loss_series.event_index.append(self.evaluator.events_seen)
+        self.loss_series.ranking_loss.append(losses.get("ranking_loss", float("nan")))
+        self.loss_series.rating_loss.append(losses.get("rating_loss", float("nan")))
         self.publish_recommendations(np.unique(batch.user_ids))
         if self.evaluator.events_seen - self._events_at_last_metrics >= self.metrics_every_events:
             self.publish_metrics()
@@ -171,24 +172,27 @@ class StreamProcessor:
         return {
             "evaluator": self.evaluator.state_dict(),
             "dead_letters": self.dead_letters,
-            "loss_series": {name: list(values) for name, values in self.loss_series.items()},
+            "loss_series": self.loss_series.to_dict(),
             "events_at_last_metrics": self._events_at_last_metrics,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.evaluator.load_state_dict(state["evaluator"])
         self.dead_letters = int(state["dead_letters"])
-        self.loss_series = {name: list(values) for name, values in state["loss_series"].items()}
+        self.loss_series = LossSeries.from_dict(state["loss_series"])
         self._events_at_last_metrics = int(state["events_at_last_metrics"])
 
-    def publish_metrics(self) -> dict[str, Any]:
-        """The current prequential report (with learner state) to the sink; also returned."""
-        report = self.evaluator.report()
-        report["model_version"] = self.learner.version
-        report["retrains_completed"] = self.learner.retrains_completed
-        report["dead_letters"] = self.dead_letters
-        report["published_at"] = time.time()
-        report.update(self.report_extras)
+    def publish_metrics(self) -> StreamReport:
+        """The current prequential report (with the learner's state) to the sink; also
+        returned."""
+        report = StreamReport(
+            prequential=self.evaluator.report(),
+            model_version=self.learner.version,
+            retrains_completed=self.learner.retrains_completed,
+            dead_letters=self.dead_letters,
+            published_at=time.time(),
+            consumer_lag=self.consumer_lag,
+        )
         self._events_at_last_metrics = self.evaluator.events_seen
         self.sink.publish_metrics(report)
         return report

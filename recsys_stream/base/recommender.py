@@ -1,35 +1,19 @@
-"""What a streaming model offers the evaluator and the services."""
+"""What a streaming model offers the evaluator and the services: learn, rank, predict.
+
+Models implement these protocols structurally (no base class to inherit): the online learner,
+the baselines, and any model a user plugs into the evaluator.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 import numpy.typing as npt
 import torch
 
+from recsys_stream.base.query import RankingQuery
 from recsys_stream.events import EventBatch
-
-
-@dataclass(frozen=True, slots=True)
-class RankingQuery:
-    """A request to score the catalogue for some events of a micro-batch.
-
-    ``batch`` is the whole micro-batch in stream order; ``rows`` are the events to score. A model
-    must score row j as if it knew only the events before j: it may use its parameters from
-    before the batch, and the batch's events before j as input (context, exclusions), never
-    event j itself or later ones.
-    """
-
-    batch: EventBatch
-    rows: npt.NDArray[np.int64]
-    catalog_ids: npt.NDArray[np.int64]
-    """Item ids of the catalogue; column c is the c-th item the stream showed."""
-    batch_columns: npt.NDArray[np.int64]
-    """The catalogue column of each batch event's item."""
-    candidates: torch.Tensor
-    """Boolean ``[len(rows), len(catalog_ids)]``: the items each row may recommend."""
 
 
 @runtime_checkable

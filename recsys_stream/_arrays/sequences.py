@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from recsys_stream.grouped import IntArray, occurrence_rank, ragged_arange
+from recsys_stream._arrays.grouped import IntArray, occurrence_rank, ragged_arange
 
 PAD = -1
 FloatArray32 = npt.NDArray[np.float32]

@@ -10,7 +10,6 @@ renamed, so a crash mid-write never leaves a half checkpoint; they load with
 from __future__ import annotations
 
 import dataclasses
-import os
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -18,8 +17,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+from recsys_stream.files import atomic_writer
+
 if TYPE_CHECKING:
-    from recsys_stream.pipeline import StreamProcessor
+    from recsys_stream.stream.processor import StreamProcessor
 
 FORMAT = "recsys-stream-checkpoint"
 FORMAT_VERSION = 1
@@ -66,10 +67,8 @@ def save_checkpoint(path: Path, processor: StreamProcessor, positions: dict[str,
         "positions": dict(positions),
         "processor": processor.state_dict(),
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    torch.save(_encode(state), temporary)
-    os.replace(temporary, path)
+    with atomic_writer(path) as out:
+        torch.save(_encode(state), out)
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:

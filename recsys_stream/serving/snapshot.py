@@ -23,12 +23,10 @@ from __future__ import annotations
 import io
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-
-from recsys_stream.events import RatingEvent
 
 FloatArray = npt.NDArray[np.float32]
 IdArray = npt.NDArray[np.int64]
@@ -160,57 +158,3 @@ class ModelSnapshot:
                 popular=arrays["popular"],
                 trending=arrays["trending"],
             )
-
-
-class ServingCache(Protocol):
-    """What the API reads: the trainer's outputs, wherever they are kept (Redis, memory).
-
-    Every method may raise :class:`CacheUnavailableError` when the store is unreachable. The
-    per-request reads are coroutines (the API awaits them on its event loop); the others are
-    called from worker threads.
-    """
-
-    async def top_k(self, user_id: int) -> dict[str, object] | None:
-        """The cached list ``{"user_id", "item_ids": [...], "scores": [...], "model_version",
-        "updated_at"}`` (:class:`recsys_stream.pipeline.UserRecommendations` as a dict)."""
-        ...
-
-    async def user_state(self, user_id: int) -> UserState | None: ...
-
-    def snapshot(self) -> ModelSnapshot | None:
-        """The current model snapshot (read whole, never half of two versions)."""
-        ...
-
-    def snapshot_name(self) -> str | None:
-        """A cheap identifier of the current snapshot: poll it, fetch the snapshot on change."""
-        ...
-
-    def metrics(self) -> dict[str, object] | None:
-        """The latest figures, as :func:`recsys_stream.pipeline.compact_report` shapes them."""
-        ...
-
-    def metrics_series(self, limit: int) -> list[dict[str, object]]: ...
-
-    def ping(self) -> bool: ...
-
-
-class CacheUnavailableError(RuntimeError):
-    """The serving cache (Redis) cannot be reached; callers fall back or answer 503."""
-
-
-class EventPublisher(Protocol):
-    """Where the API sends real-time events (the Kafka topic, or the embedded event log)."""
-
-    async def publish(self, events: list[RatingEvent]) -> None:
-        """Send all the events or raise :class:`PublishError` (nothing half-accepted)."""
-        ...
-
-    async def ping(self) -> bool: ...
-
-    async def close(self) -> None:
-        """Release connections (at the API's shutdown)."""
-        ...
-
-
-class PublishError(RuntimeError):
-    """The events could not be handed to the event log; none of them was."""

@@ -1,0 +1,97 @@
+"""Counts per id, optionally decayed exponentially with event time.
+
+The learner's popularity prior, the RecentPopular and MostPopular baselines and the cold-start
+lists all read how often (and how recently) each item was rated. A decayed count at time t is
+``sum_k 2^(-(t - t_k)/h)``. Every id shares the factor ``2^(-t/h)`` at a given instant, so a
+ranking only needs the undecayed sums of ``2^(t_k/h)``, kept relative to a reference time for
+numerical range; :meth:`DecayedCounts.decayed` turns them into true decayed counts.
+
+>>> counts = DecayedCounts()
+>>> counts.add(np.array([10, 20, 20]), np.array([0.0, 1.0, 2.0]))
+>>> counts.counts_of(np.array([10, 20, 99])).tolist()
+[1.0, 2.0, 0.0]
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+import numpy as np
+import numpy.typing as npt
+
+from recsys_stream._arrays.idindex import IdIndex
+
+SECONDS_PER_DAY: Final = 86_400.0
+_RESCALE_EXPONENT: Final = 512.0
+"""Weights are 2^((t - t_ref) / half_life); past 2^512 the reference time moves forward."""
+
+
+class DecayedCounts:
+    """Per id, the number of occurrences, or its decayed version with ``half_life_days``."""
+
+    def __init__(self, half_life_days: float | None = None) -> None:
+        self.half_life_seconds = (
+            None if half_life_days is None else half_life_days * SECONDS_PER_DAY
+        )
+        self._ids = IdIndex()
+        self._counts = np.zeros(1024, dtype=np.float64)
+        self._reference_time: float | None = None
+
+    @property
+    def half_life_days(self) -> float | None:
+        return None if self.half_life_seconds is None else self.half_life_seconds / SECONDS_PER_DAY
+
+    def counts_of(self, ids: npt.ArrayLike) -> npt.NDArray[np.float64]:
+        """The (relative, when decayed) count of each id; 0 for ids never counted."""
+        rows = self._ids.lookup(ids)
+        return np.where(rows >= 0, self._counts[np.maximum(rows, 0)], 0.0)
+
+    def decayed(self, counts: npt.NDArray[np.float64], at: float) -> npt.NDArray[np.float64]:
+        """Turn :meth:`counts_of` values into decayed counts at time ``at`` (identity when
+        there is no decay)."""
+        if self.half_life_seconds is None or self._reference_time is None:
+            return counts
+        decay = 2.0 ** (-(at - self._reference_time) / self.half_life_seconds)
+        return np.asarray(counts * decay, dtype=np.float64)
+
+    def weights(self, timestamps: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+        """What an occurrence at each of ``timestamps`` adds, on the current reference time
+        (which the first call sets, and which moves forward before weights overflow)."""
+        if self.half_life_seconds is None:
+            return np.ones(len(timestamps))
+        if self._reference_time is None:
+            self._reference_time = float(timestamps[0]) if len(timestamps) else 0.0
+        exponent = (timestamps - self._reference_time) / self.half_life_seconds
+        if len(exponent) and exponent.max() > _RESCALE_EXPONENT:
+            shift = float(exponent.max())
+            self._counts *= 2.0**-shift
+            self._reference_time += shift * self.half_life_seconds
+            exponent = exponent - shift
+        return np.exp2(exponent)
+
+    def add(self, ids: npt.ArrayLike, timestamps: npt.NDArray[np.float64]) -> None:
+        """Count one occurrence of each id at its timestamp."""
+        weights = self.weights(timestamps)
+        rows = self._ids.add(ids)
+        if len(self._ids) > len(self._counts):
+            self._counts = np.concatenate(
+                [self._counts, np.zeros(2 * len(self._ids) - len(self._counts))]
+            )
+        np.add.at(self._counts, rows, weights)
+
+    def state_dict(self) -> dict[str, object]:
+        return {
+            "items": self._ids.state_dict(),
+            "counts": self._counts[: len(self._ids)].copy(),
+            "reference_time": self._reference_time,
+        }
+
+    def load_state_dict(self, state: dict[str, object]) -> None:
+        ids = state["items"]
+        counts = state["counts"]
+        assert isinstance(ids, dict)
+        assert isinstance(counts, np.ndarray)
+        self._ids = IdIndex.from_state_dict(ids)
+        self._counts = np.concatenate([counts, np.zeros(max(1024, len(counts)))])
+        reference = state["reference_time"]
+        self._reference_time = None if reference is None else float(reference)  # type: ignore[arg-type]

@@ -1,0 +1,43 @@
+"""Rating events: the schema every component shares, its wire format, micro-batches of it, and
+the embedded event log that stands in for Kafka in one process.
+
+>>> from recsys_stream.events import RatingEvent, decode, encode
+>>> decode(encode(RatingEvent(196, 242, 3.0, 881250949))).item_id
+242
+"""
+
+from recsys_stream.events.batch import EventBatch
+from recsys_stream.events.codec import decode, encode
+from recsys_stream.events.log import InMemoryEventLog, LogConsumer, LogRecord, partition_for
+from recsys_stream.events.rating import (
+    MAX_EVENT_BYTES,
+    MAX_ID,
+    MAX_TEXT_LENGTH,
+    OPTIONAL_FIELDS,
+    RATING_MAX,
+    RATING_MIN,
+    REQUIRED_FIELDS,
+    TIMESTAMP_MAX,
+    EventValidationError,
+    RatingEvent,
+)
+
+__all__ = [
+    "MAX_EVENT_BYTES",
+    "MAX_ID",
+    "MAX_TEXT_LENGTH",
+    "OPTIONAL_FIELDS",
+    "RATING_MAX",
+    "RATING_MIN",
+    "REQUIRED_FIELDS",
+    "TIMESTAMP_MAX",
+    "EventBatch",
+    "EventValidationError",
+    "InMemoryEventLog",
+    "LogConsumer",
+    "LogRecord",
+    "RatingEvent",
+    "decode",
+    "encode",
+    "partition_for",
+]

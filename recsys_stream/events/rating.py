@@ -1,0 +1,119 @@
+"""The rating event: one user rating one item at one time, validated field by field.
+
+Every component shares this one schema. Constructing a :class:`RatingEvent` validates it, so
+an event that exists is valid; anything invalid raises :class:`EventValidationError`, whose
+``reason`` (and ``field``) say why in words that travel with a dead letter.
+
+>>> RatingEvent(user_id=196, item_id=242, rating=3.0, timestamp=881250949).rating
+3.0
+>>> RatingEvent(user_id=1, item_id=2, rating=9, timestamp=0)
+Traceback (most recent call last):
+...
+recsys_stream.events.rating.EventValidationError: rating: must be between 0.5 and 5.0, got 9
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Final
+
+MAX_ID: Final = 2**31 - 1
+"""Ids are non-negative and fit a signed 32-bit integer (every MovieLens id does)."""
+RATING_MIN: Final = 0.5
+RATING_MAX: Final = 5.0
+TIMESTAMP_MAX: Final = 4_102_444_800.0
+"""2100-01-01T00:00:00Z in Unix seconds; later event times are taken as a unit mistake."""
+MAX_EVENT_BYTES: Final = 1024
+MAX_TEXT_LENGTH: Final = 128
+
+REQUIRED_FIELDS: Final = ("user_id", "item_id", "rating", "timestamp")
+OPTIONAL_FIELDS: Final = ("event_id", "source")
+_KNOWN_FIELDS: Final = frozenset(REQUIRED_FIELDS + OPTIONAL_FIELDS)
+
+
+class EventValidationError(ValueError):
+    """A message or value that is not a valid rating event; ``reason`` says why."""
+
+    def __init__(self, reason: str, field: str | None = None) -> None:
+        self.reason = reason
+        self.field = field
+        super().__init__(f"{field}: {reason}" if field else reason)
+
+
+@dataclass(frozen=True, slots=True)
+class RatingEvent:
+    """One user rating one item at one time (Unix seconds)."""
+
+    user_id: int
+    item_id: int
+    rating: float
+    timestamp: float
+    event_id: str | None = None
+    source: str | None = None
+
+    def __post_init__(self) -> None:
+        _check_id("user_id", self.user_id)
+        _check_id("item_id", self.item_id)
+        _check_number("rating", self.rating, RATING_MIN, RATING_MAX)
+        _check_number("timestamp", self.timestamp, 0.0, TIMESTAMP_MAX)
+        _check_text("event_id", self.event_id)
+        _check_text("source", self.source)
+
+    @classmethod
+    def from_mapping(cls, fields: Mapping[str, Any]) -> RatingEvent:
+        """Validate a decoded JSON object (or any mapping) into an event."""
+        unknown = fields.keys() - _KNOWN_FIELDS
+        if unknown:
+            raise EventValidationError(f"unknown field(s) {sorted(map(str, unknown))}")
+        missing = [name for name in REQUIRED_FIELDS if name not in fields]
+        if missing:
+            raise EventValidationError(f"missing required field(s) {missing}")
+        return cls(
+            user_id=fields["user_id"],
+            item_id=fields["item_id"],
+            rating=fields["rating"],
+            timestamp=fields["timestamp"],
+            event_id=fields.get("event_id"),
+            source=fields.get("source"),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON object of this event; optional fields appear only when set."""
+        fields: dict[str, Any] = {
+            "user_id": self.user_id,
+            "item_id": self.item_id,
+            "rating": self.rating,
+            "timestamp": self.timestamp,
+        }
+        if self.event_id is not None:
+            fields["event_id"] = self.event_id
+        if self.source is not None:
+            fields["source"] = self.source
+        return fields
+
+
+def _check_id(field: str, value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise EventValidationError(f"must be an integer, got {type(value).__name__}", field)
+    if not 0 <= value <= MAX_ID:
+        raise EventValidationError(f"must be between 0 and {MAX_ID}, got {value}", field)
+
+
+def _check_number(field: str, value: object, low: float, high: float) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise EventValidationError(f"must be a number, got {type(value).__name__}", field)
+    if not math.isfinite(value):
+        raise EventValidationError(f"must be finite, got {value}", field)
+    if not low <= value <= high:
+        raise EventValidationError(f"must be between {low} and {high}, got {value}", field)
+
+
+def _check_text(field: str, value: object) -> None:
+    if value is None:
+        return
+    if not isinstance(value, str):
+        raise EventValidationError(f"must be a string, got {type(value).__name__}", field)
+    if len(value) > MAX_TEXT_LENGTH:
+        raise EventValidationError(f"must be at most {MAX_TEXT_LENGTH} characters", field)

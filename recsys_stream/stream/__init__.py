@@ -1,0 +1,34 @@
+"""The stream: one micro-batch at a time, decoded, evaluated test-then-train, learned and
+published (:class:`StreamProcessor`), with checkpoints of the whole state, and the embedded
+simulation that drives it from the in-process event log (``make demo``)."""
+
+from recsys_stream.stream.checkpoint import (
+    FORMAT_VERSION,
+    CheckpointError,
+    load_checkpoint,
+    restore_processor,
+    save_checkpoint,
+)
+from recsys_stream.stream.processor import LEARNER, BatchResult, StreamProcessor, decode_records
+from recsys_stream.stream.simulation import (
+    SimulationConfig,
+    build_report,
+    fill_log,
+    run_simulation,
+)
+
+__all__ = [
+    "FORMAT_VERSION",
+    "LEARNER",
+    "BatchResult",
+    "CheckpointError",
+    "SimulationConfig",
+    "StreamProcessor",
+    "build_report",
+    "decode_records",
+    "fill_log",
+    "load_checkpoint",
+    "restore_processor",
+    "run_simulation",
+    "save_checkpoint",
+]
