@@ -28,13 +28,15 @@ log = logging.getLogger(__name__)
 def create_app(settings: Settings, sink: OutputSink | None = None) -> faust.App:
     """A Faust app (not started) that trains on ``settings.kafka.topic``."""
     kafka, trainer = settings.kafka, settings.trainer
+    datadir = trainer.data_dir / trainer.app_id
+    datadir.mkdir(parents=True, exist_ok=True)
     app = faust.App(
         trainer.app_id,
         broker=[f"kafka://{server}" for server in kafka.bootstrap_servers.split(",")],
         value_serializer="raw",
         key_serializer="raw",
         store="memory://",
-        datadir=str(trainer.data_dir / trainer.app_id),
+        datadir=str(datadir),
         web_enabled=False,
         topic_partitions=kafka.partitions,
         topic_replication_factor=kafka.replication_factor,

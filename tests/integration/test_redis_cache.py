@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import uuid
 
 import numpy as np
 import pytest
 
+from recsys_stream.report import StreamReport
 from recsys_stream.serving import (
     CacheUnavailableError,
     DeadLetter,
@@ -17,6 +19,7 @@ from recsys_stream.serving import (
 )
 from recsys_stream.settings import RedisSettings
 from services.cache.redis_cache import RedisCache
+from tests.reports import make_report
 
 pytestmark = pytest.mark.integration
 
@@ -43,13 +46,7 @@ def test_lists_and_states_round_trip_with_expiry(cache: RedisCache) -> None:
     entry = UserRecommendations(7, [101, 102], [0.5, 0.25], 3, 1234.5)
     state = UserState(7, np.ones(4, np.float32), np.array([100]), 3)
     cache.publish_recommendations([entry], [state])
-    assert asyncio.run(cache.top_k(7)) == {
-        "user_id": 7,
-        "item_ids": [101, 102],
-        "scores": [0.5, 0.25],
-        "model_version": 3,
-        "updated_at": 1234.5,
-    }
+    assert asyncio.run(cache.top_k(7)) == entry
     restored = asyncio.run(cache.user_state(7))
     assert restored is not None
     np.testing.assert_array_equal(restored.vector, state.vector)
@@ -73,24 +70,20 @@ def test_a_reader_always_gets_a_whole_snapshot_of_the_latest_version(cache: Redi
     assert 0 < cache.client.ttl(first_key) <= 600
 
 
+def _published(events: int) -> StreamReport:
+    report = make_report().stream
+    prequential = dataclasses.replace(report.prequential, events=events)
+    return dataclasses.replace(report, prequential=prequential, published_at=float(events))
+
+
 def test_metrics_and_series_and_dead_letters(cache: RedisCache) -> None:
     for events in (100, 200, 300):
-        cache.publish_metrics(
-            {
-                "events": events,
-                "k": 10,
-                "model_version": 1,
-                "published_at": float(events),
-                "models": {"learner": {"hr@10": 0.2, "rmse": 0.9, "deciles": [1, 2]}},
-                "series": {"models": {"learner": {"hr@10": [0.1, 0.3]}}},
-            }
-        )
+        cache.publish_metrics(_published(events))
     latest = cache.metrics()
+    assert latest == _published(300).live()
     assert latest is not None
-    assert latest["events"] == 300
-    assert latest["models"]["learner"]["hr@10_window"] == 0.3
-    assert "deciles" not in latest["models"]["learner"]
-    assert [point["events"] for point in cache.metrics_series(2)] == [200, 300]
+    assert latest.models["learner"].hr_window == pytest.approx(0.2 * (1 + 9 / 20))
+    assert cache.metrics_series(2) == [_published(200).point(), _published(300).point()]
     cache.publish_dead_letters([DeadLetter(b"\xff{", "not valid JSON", "t/0@5")])
     [letter] = cache.dead_letters()
     assert letter["reason"] == "not valid JSON"
@@ -107,4 +100,4 @@ def test_an_unreachable_redis_fails_reads_clearly_and_never_breaks_writes() -> N
     # The trainer keeps learning: publishing logs a warning and returns.
     down.publish_recommendations([UserRecommendations(1, [2], [0.1], 1, 0.0)], [])
     down.publish_snapshot(_snapshot(1))
-    down.publish_metrics({"models": {}})
+    down.publish_metrics(_published(1))
