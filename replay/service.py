@@ -122,7 +122,8 @@ class ReplaySummary:
 
 def partition_of(key: bytes, partitions: int) -> int:
     """Kafka's default partition of a key (murmur2, as the Java client computes it)."""
-    return (murmur2(key) & 0x7FFFFFFF) % partitions
+    partition: int = (murmur2(key) & 0x7FFFFFFF) % partitions
+    return partition
 
 
 def ensure_topic(config: ReplayConfig) -> int:

@@ -13,6 +13,7 @@ from typing import Any, Literal
 
 import orjson
 from pydantic import BaseModel, ConfigDict, Field
+from pydantic.config import JsonDict
 from starlette.responses import Response
 
 from recsys_stream.events import MAX_ID, MAX_TEXT_LENGTH, RATING_MAX, RATING_MIN, TIMESTAMP_MAX
@@ -113,9 +114,9 @@ class SimilarItems(BaseModel):
     model_version: int
 
 
-def _example_figures(k: int, hr: float, rating: bool) -> dict[str, float]:
+def _example_figures(k: int, hr: float, rating: bool) -> JsonDict:
     """Example figures of one model, named as the API names them."""
-    figures = {
+    figures: JsonDict = {
         metric_name("hr", k): hr,
         metric_name("ndcg", k): hr / 2,
         metric_name("precision", k): hr / k,

@@ -109,7 +109,7 @@ class RedisCache:
             name = self._key("snapshot", snapshot.version, uuid.uuid4().hex[:12])
             self.client.set(name, snapshot.to_bytes())
             current = self._key("snapshot", "current")
-            previous = self.client.get(current)
+            previous = _as_bytes(self.client.get(current))
             pipe = self.client.pipeline(transaction=True)
             pipe.set(current, name)
             if previous is not None:
@@ -170,10 +170,10 @@ class RedisCache:
 
     async def _get(self, key: str) -> bytes | None:
         try:
-            value: bytes | None = await self._async_client().get(key)
+            value = await self._async_client().get(key)
         except (RedisError, OSError) as exc:
             raise CacheUnavailableError(f"Redis unavailable: {exc}") from exc
-        return value
+        return _as_bytes(value)
 
     async def top_k(self, user_id: int) -> UserRecommendations | None:
         raw = await self._get(self._key("topk", user_id))
@@ -185,7 +185,7 @@ class RedisCache:
 
     def snapshot_name(self) -> str | None:
         """The key of the current snapshot: cheap to poll for a new version."""
-        raw = self._read(lambda: self.client.get(self._key("snapshot", "current")))
+        raw = self._get_bytes(self._key("snapshot", "current"))
         return None if raw is None else raw.decode()
 
     def snapshot(self) -> ModelSnapshot | None:
@@ -193,18 +193,22 @@ class RedisCache:
             name = self.snapshot_name()
             if name is None:
                 return None
-            raw = self._read(lambda name=name: self.client.get(name))
+            raw = self._get_bytes(name)
             if raw is not None:
                 return ModelSnapshot.from_bytes(raw)
         return None
 
+    def _get_bytes(self, key: str) -> bytes | None:
+        return self._read(lambda: _as_bytes(self.client.get(key)))
+
     def metrics(self) -> LiveFigures | None:
-        raw = self._read(lambda: self.client.get(self._key("metrics", "latest")))
+        raw = self._get_bytes(self._key("metrics", "latest"))
         return None if raw is None else _parsed(raw, LiveFigures.from_dict)
 
     def metrics_series(self, limit: int) -> list[SeriesPoint]:
-        raw = self._read(lambda: self.client.lrange(self._key("metrics", "series"), -limit, -1))
-        points = (_parsed(point, SeriesPoint.from_dict) for point in raw)
+        key = self._key("metrics", "series")
+        raw = self._read(lambda: self.client.lrange(key, -limit, -1))
+        points = (_parsed(_as_bytes(point) or b"", SeriesPoint.from_dict) for point in raw)
         return [point for point in points if point is not None]
 
     def dead_letters(self, limit: int = 100) -> list[dict[str, object]]:
@@ -246,3 +250,10 @@ def _parsed(raw: bytes, parse: Callable[[dict[str, Any]], T]) -> T | None:
     except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
         log.warning("ignoring a cached value of an unexpected shape: %r", exc)
         return None
+
+
+def _as_bytes(value: object) -> bytes | None:
+    """A value read with ``decode_responses=False`` (the client's default): bytes or None."""
+    if value is None or isinstance(value, bytes):
+        return value
+    raise TypeError(f"expected bytes from Redis, got {type(value).__name__}")

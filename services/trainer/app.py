@@ -12,8 +12,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, cast
 
 import faust
 
@@ -64,10 +65,15 @@ def create_app(settings: Settings, sink: OutputSink | None = None) -> faust.App:
         unacknowledged.clear()
 
     @app.agent(ratings)
-    async def learn(stream: faust.StreamT[bytes]) -> None:
+    async def learn(stream: faust.StreamT[Any]) -> None:
+        # noack_take (a Stream method, not on StreamT) yields the events themselves: their
+        # messages carry the offsets to acknowledge.
+        events_of = cast(faust.Stream[Any], stream)
         loop = asyncio.get_running_loop()
         status_written = 0.0
-        async for events in stream.noack_take(settings.stream.batch_size, trainer.batch_timeout_s):
+        async for events in events_of.noack_take(
+            settings.stream.batch_size, trainer.batch_timeout_s
+        ):
             messages = [
                 Message(
                     event.message.topic,
@@ -101,7 +107,7 @@ def create_app(settings: Settings, sink: OutputSink | None = None) -> faust.App:
                 core.write_status(trainer.status_path)
                 status_written = time.monotonic()
 
-    @app.timer(interval=max(1.0, trainer.checkpoint_every_seconds / 4))
+    @app.timer(interval=max(1.0, trainer.checkpoint_every_seconds / 4))  # type: ignore[untyped-decorator]  # faust's
     async def checkpoint_when_idle() -> None:
         # A quiet topic still gets its tail checkpointed (and acknowledged).
         if core.checkpoint_due():
@@ -109,18 +115,20 @@ def create_app(settings: Settings, sink: OutputSink | None = None) -> faust.App:
         if trainer.status_path is not None:
             core.write_status(trainer.status_path)
 
-    @app.on_before_shutdown.connect
-    async def _flush(_app: faust.App, **_: Any) -> None:
+    async def flush(_sender: Any, *_: Any, **__: Any) -> None:
         if core.learned_since_checkpoint:
             await checkpoint()
         if trainer.status_path is not None:
             core.write_status(trainer.status_path)
         core.close()
 
+    # mode annotates handlers with a forward reference that mypy cannot resolve.
+    app.on_before_shutdown.connect(cast(Any, flush))
+
     return app
 
 
-def _lag(app: faust.App, events: list[Any]) -> int | None:
+def _lag(app: faust.App, events: Sequence[Any]) -> int | None:
     """Messages behind the end of the partitions this batch came from (None if unknown)."""
     last: dict[Any, int] = {}
     for event in events:

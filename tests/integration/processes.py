@@ -76,7 +76,9 @@ class Trainer:
             return {}
         return status
 
-    def wait_for(self, condition: Callable[[dict[str, Any]], bool], timeout: float = 240) -> dict:
+    def wait_for(
+        self, condition: Callable[[dict[str, Any]], bool], timeout: float = 240
+    ) -> dict[str, Any]:
         """Poll the status file until ``condition`` holds for this process's status."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

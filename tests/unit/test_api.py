@@ -46,6 +46,7 @@ from recsys_stream.settings import (
 )
 from recsys_stream.stream import StreamProcessor
 from services.api import create_app
+from services.api.routes.recommendations import CachedListLane
 from services.api.schemas import (
     Accepted,
     ErrorBody,
@@ -219,6 +220,37 @@ def test_a_cached_list_is_served_sliced_to_k(stream: Stream, make_client: MakeCl
     assert [item.item_id for item in answer.items] == entry.item_ids[:3]
     assert [item.score for item in answer.items] == pytest.approx(entry.scores[:3])
     assert (answer.model_version, answer.updated_at) == (entry.model_version, entry.updated_at)
+
+
+@pytest.mark.parametrize("with_metadata", [False, True])
+def test_the_cached_list_lane_answers_byte_for_byte_like_the_route(
+    stream: Stream,
+    make_client: MakeClient,
+    monkeypatch: pytest.MonkeyPatch,
+    with_metadata: bool,
+) -> None:
+    items = stream.dataset.items if with_metadata else None
+    lane = make_client(stream.sink, items=items)
+    declining = make_client(stream.sink, items=items)
+    real_answer = CachedListLane._answer
+
+    async def only_on_the_lane_client(self: CachedListLane, scope: Any) -> bytes | None:
+        if self.serving is declining.app.state.serving:  # type: ignore[attr-defined]
+            return None  # the route answers
+        return await real_answer(self, scope)
+
+    monkeypatch.setattr(CachedListLane, "_answer", only_on_the_lane_client)
+    served = 0
+    for user, entry in list(stream.sink.recommendations.items())[:5]:
+        for query in ({}, {"k": 1}, {"k": 3}, {"k": len(entry.item_ids)}):
+            path = f"/users/{user}/recommendations"
+            fast, slow = lane.get(path, params=query), declining.get(path, params=query)
+            assert fast.status_code == slow.status_code == 200
+            assert fast.json()["source"] == "cache"
+            assert fast.content == slow.content, (user, query)
+            assert fast.headers["content-type"] == slow.headers["content-type"]
+            served += 1
+    assert served == 20
 
 
 def test_a_cached_list_shorter_than_k_is_computed_from_the_state(
@@ -677,7 +709,7 @@ def test_unknown_routes_and_methods_use_the_error_shape(make_client: MakeClient)
 
 
 class BrokenCache(SwitchableCache):
-    async def top_k(self, user_id: int) -> dict[str, object] | None:
+    async def top_k(self, user_id: int) -> UserRecommendations | None:
         raise RuntimeError("a bug")
 
 

@@ -2,21 +2,66 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
+import typer
 from typer.testing import CliRunner
 
+from recsys_stream.settings import Settings
 from services.cli import app
 
 runner = CliRunner()
 
 
-@pytest.mark.parametrize("command", [[], ["simulate"], ["evaluate-offline"]])
-def test_every_command_has_help(command: list[str]) -> None:
-    result = runner.invoke(app, [*command, "--help"])
-    assert result.exit_code == 0
-    assert "Usage" in result.output
+COMMANDS = sorted(typer.main.get_command(app).commands)  # type: ignore[attr-defined]
+
+
+def _help(*command: str) -> str:
+    result = runner.invoke(app, [*command, "--help"], env={"COLUMNS": "200"}, terminal_width=200)
+    assert result.exit_code == 0, result.output
+    return " ".join(result.output.split())  # one line: help text wraps at any width
+
+
+def test_the_commands_are_all_listed() -> None:
+    assert set(COMMANDS) == {
+        "api",
+        "evaluate-offline",
+        "produce",
+        "replay",
+        "simulate",
+        "trainer",
+    }
+    top = _help()
+    for command in COMMANDS:
+        assert command in top
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_command_has_help_with_real_defaults(command: str) -> None:
+    text = _help(command)
+    assert "Usage" in text
+    assert "--no-no-" not in text
+    assert "settings]" not in text
+    # What was left when rich markup swallowed "[default: ...]": "Events per micro-batch ."
+    assert not re.search(r"\s\.(\s|$)", text)
+    click_command = typer.main.get_command(app).commands[command]  # type: ignore[attr-defined]
+    for option in click_command.params:
+        if option.is_flag or option.default is None or not option.show_default:
+            continue
+        shown = option.show_default if isinstance(option.show_default, str) else option.default
+        assert f"[default: {shown}" in text or f"[default: ({shown})" in text, option.name
+
+
+def test_defaults_come_from_the_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    text = _help("simulate")
+    defaults = Settings()
+    assert f"Events per micro-batch. [default: {defaults.stream.batch_size};" in text
+    assert f"[default: {defaults.learner.retrain.every_events};" in text
+    assert "--retrain / --no-retrain" in text
+    assert f"API port with --serve. [default: {defaults.api.port}]" in text
+    assert f"Kafka topic. [default: {defaults.kafka.topic}]" in _help("replay")
 
 
 def test_a_missing_dataset_is_one_clear_error(

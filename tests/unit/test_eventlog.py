@@ -21,8 +21,8 @@ def test_consumer_reads_each_partition_in_offset_order() -> None:
     seen: dict[str, list[int]] = {}
     while records := consumer.poll(7):
         for record in records:
-            user, n = record.value.decode().split(":")
-            seen.setdefault(user, []).append(int(n))
+            user_key, index = record.value.decode().split(":")
+            seen.setdefault(user_key, []).append(int(index))
     assert seen == {str(user): [0, 1, 2, 3, 4] for user in range(20)}
     assert consumer.lag() == 0
     assert sum(log.end_offsets()) == 100

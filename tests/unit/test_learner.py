@@ -168,9 +168,9 @@ def test_online_learning_goes_on_during_a_background_retrain(
 ) -> None:
     release = threading.Event()
     started = threading.Event()
-    real_fit = retrain_module.fit_stored_events
+    real_fit = retrain_module.fit_stored_events  # type: ignore[attr-defined]  # what it calls
 
-    def held_fit(*args, **kwargs):  # type: ignore[no-untyped-def]
+    def held_fit(*args, **kwargs):
         started.set()
         release.wait(timeout=60)
         return real_fit(*args, **kwargs)

@@ -259,7 +259,7 @@ def test_dataset_rejects_a_frame_of_another_shape() -> None:
 def test_load_from_settings(tmp_path: Path) -> None:
     write_100k(tmp_path / "data" / "ml-100k")
     settings = Settings(
-        data={
+        data={  # type: ignore[arg-type]  # pydantic validates a mapping into DataSettings
             "data_dir": tmp_path / "data",
             "cache_dir": tmp_path / "cache",
             "allow_download": False,

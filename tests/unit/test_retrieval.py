@@ -136,7 +136,7 @@ def test_target_ranks_match_a_naive_sort(
         torch.tensor(scores, dtype=dtype), torch.tensor(mask), torch.tensor(targets)
     )
     expected = []
-    for r, t in enumerate(targets.tolist()):
+    for r, t in enumerate(np.asarray(targets).tolist()):
         ranking = naive_ranking(scores[r].tolist(), mask[r].tolist())
         expected.append(ranking.index(t) if t in ranking else MISS)
     assert ranks.tolist() == expected

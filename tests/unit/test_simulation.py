@@ -24,9 +24,14 @@ def test_bad_messages_become_dead_letters_and_the_rest_is_learned() -> None:
     sink = InMemorySink()
     processor = StreamProcessor.create(CONFIG, StreamConfig(baselines=False), sink)
     good = [encode(RatingEvent(u, 100 + u % 3, 4.0, u)) for u in range(5)]
-    bad = [b"{", b'{"user_id": 1}', encode(RatingEvent(9, 9, 1.0, 9))[:-1], None]
+    bad: list[bytes | None] = [
+        b"{",
+        b'{"user_id": 1}',
+        encode(RatingEvent(9, 9, 1.0, 9))[:-1],
+        None,
+    ]
     result = processor.process_records(
-        good[:2] + bad + good[2:], [f"t/0@{i}" for i in range(len(good) + len(bad))]
+        [*good[:2], *bad, *good[2:]], [f"t/0@{i}" for i in range(len(good) + len(bad))]
     )
     assert result.learned == 5
     assert len(result.dead_letters) == 4

@@ -6,9 +6,10 @@ from fastapi import APIRouter
 from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.responses import Response
 
-from services.api.deps import Serving, ServingDep
+from services.api.deps import ServingDep
 from services.api.errors import error_body
 from services.api.schemas import Health, Readiness, json_response
+from services.api.state import Serving
 
 logger = logging.getLogger(__name__)
 
