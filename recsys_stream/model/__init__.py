@@ -2,7 +2,7 @@
 
 :class:`ContextualNeuMF` is a NeuMF whose user is also their recent items (see
 :mod:`recsys_stream.model.neumf` for the equations); :class:`BatchInputs` is one micro-batch as
-it reads it; :class:`EmbeddingTable` is a growing table trained by row-wise Adagrad; :class:`Adam`
+it reads it; :class:`EmbeddingTable` is a growing table trained by sparse Adagrad; :class:`Adam`
 trains the few dense parameters.
 """
 

@@ -1,4 +1,5 @@
-"""Growing embedding tables with a sparse-aware, row-wise Adagrad optimiser.
+"""Growing embedding tables with a sparse Adagrad optimiser (per-coordinate accumulators,
+updated only for the rows a step touches).
 
 A stream keeps introducing users and items, so tables grow (capacity doubles on the device,
 amortised O(1) per new row). A micro-batch touches few rows of a large table: :meth:`take` hands
@@ -27,7 +28,8 @@ _EPSILON = 1e-10
 
 
 class EmbeddingTable:
-    """A ``[rows, dim]`` parameter table trained by row-wise Adagrad."""
+    """A ``[rows, dim]`` parameter table trained by sparse Adagrad: each coordinate has its own
+    accumulator of squared gradients, and a step updates only the rows it touched."""
 
     def __init__(
         self,
