@@ -80,7 +80,7 @@ def _stage(stages: list[Stage], name: str) -> Stage:
     return matches[0]
 
 
-def _env(stage: Stage) -> dict[str, str]:
+def stage_env(stage: Stage) -> dict[str, str]:
     env: dict[str, str] = {}
     for args in stage.all("ENV"):
         for pair in shlex.split(args):
@@ -220,12 +220,12 @@ def test_the_runtime_is_made_for_a_read_only_root_filesystem(stages: list[Stage]
     runtime = _stage(stages, "runtime")
     (volumes,) = runtime.all("VOLUME")
     assert json.loads(volumes) == VOLUMES
-    env = _env(runtime)
+    env = stage_env(runtime)
     assert env["PYTHONDONTWRITEBYTECODE"] == "1"
     assert env["HOME"] == "/tmp"
     assert env["MPLCONFIGDIR"].startswith("/tmp/")
     # Bytecode is compiled when building, or every start would compile torch in memory.
-    assert _env(_stage(stages, "builder"))["UV_COMPILE_BYTECODE"] == "1"
+    assert stage_env(_stage(stages, "builder"))["UV_COMPILE_BYTECODE"] == "1"
     # Every state path the settings point at lies in a declared volume.
     paths = {k: v for k, v in env.items() if k.startswith("RECSYS_") and v.startswith("/")}
     assert paths
@@ -237,7 +237,7 @@ def test_the_image_settings_are_real_settings(stages: list[Stage]) -> None:
     names = [
         name
         for stage in stages
-        for name in _env(stage)
+        for name in stage_env(stage)
         if name.startswith("RECSYS_") or name in {"KAFKA_BOOTSTRAP_SERVERS", "REDIS_URL"}
     ]
     assert names
