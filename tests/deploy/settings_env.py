@@ -70,6 +70,8 @@ def _fields(section: type) -> list[tuple[str, Any, list[str]]]:
                 aliases = [choice for choice in alias.choices if isinstance(choice, str)]
             out.append((name, info.annotation, aliases))
         return out
+    if not dataclasses.is_dataclass(section):
+        raise TypeError(f"{section.__name__} is neither a pydantic model nor a dataclass")
     hints = typing.get_type_hints(section)
     return [(f.name, hints[f.name], []) for f in dataclasses.fields(section)]
 

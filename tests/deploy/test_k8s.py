@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from pathlib import PurePosixPath
 from typing import Any
 
-import kubernetes_validate
+import kubernetes_validate  # type: ignore[import-untyped]
 import pytest
 import yaml
 
@@ -91,11 +91,10 @@ def _project_version() -> str:
     return version
 
 
-def _each_overlay() -> Any:
-    return pytest.mark.parametrize("overlay", OVERLAYS)
+EACH_OVERLAY = pytest.mark.parametrize("overlay", OVERLAYS)
 
 
-@_each_overlay()
+@EACH_OVERLAY
 def test_the_overlay_has_the_whole_application(rendered: dict[str, Objects], overlay: str) -> None:
     objects = rendered[overlay]
     _one(objects, "Namespace", NAMESPACE)
@@ -108,7 +107,7 @@ def test_the_overlay_has_the_whole_application(rendered: dict[str, Objects], ove
             assert o["metadata"].get("namespace") == NAMESPACE, o["metadata"]["name"]
 
 
-@_each_overlay()
+@EACH_OVERLAY
 @pytest.mark.parametrize("version", KUBERNETES_VERSIONS)
 def test_every_object_is_valid_for_kubernetes(
     rendered: dict[str, Objects], overlay: str, version: str
@@ -134,7 +133,7 @@ def test_strict_validation_rejects_a_misspelt_field(rendered: dict[str, Objects]
         kubernetes_validate.validate(deployment, KUBERNETES_VERSIONS[0], strict=True)
 
 
-@_each_overlay()
+@EACH_OVERLAY
 def test_every_container_runs_locked_down(rendered: dict[str, Objects], overlay: str) -> None:
     for workload, pod in _pod_specs(rendered[overlay]):
         where = f"{workload['kind']}/{workload['metadata']['name']}"
@@ -157,7 +156,7 @@ def test_every_container_runs_locked_down(rendered: dict[str, Objects], overlay:
             assert "emptyDir" in volumes[tmp[0]["name"]], f"{name}: /tmp is not an emptyDir"
 
 
-@_each_overlay()
+@EACH_OVERLAY
 def test_every_container_has_resources_and_probes(
     rendered: dict[str, Objects], overlay: str
 ) -> None:
@@ -178,7 +177,7 @@ def test_every_container_has_resources_and_probes(
                 assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": port}
 
 
-@_each_overlay()
+@EACH_OVERLAY
 def test_every_image_is_pinned(rendered: dict[str, Objects], overlay: str) -> None:
     for _, pod in _pod_specs(rendered[overlay]):
         for container in _containers(pod):
@@ -203,7 +202,7 @@ def test_the_repository_holds_no_secret() -> None:
                 assert "secretGenerator" not in document, path
 
 
-@_each_overlay()
+@EACH_OVERLAY
 def test_secrets_come_from_secret_references(rendered: dict[str, Objects], overlay: str) -> None:
     objects = rendered[overlay]
     assert not _find(objects, "Secret")
@@ -226,7 +225,7 @@ def test_secrets_come_from_secret_references(rendered: dict[str, Objects], overl
     assert volume["secret"]["secretName"] == "recsys-api-key"
 
 
-@_each_overlay()
+@EACH_OVERLAY
 def test_every_variable_of_an_app_container_is_a_setting(
     rendered: dict[str, Objects], overlay: str
 ) -> None:
@@ -239,7 +238,7 @@ def test_every_variable_of_an_app_container_is_a_setting(
     assert seen == 3
 
 
-@_each_overlay()
+@EACH_OVERLAY
 def test_state_lives_on_volumes(rendered: dict[str, Objects], overlay: str) -> None:
     objects = rendered[overlay]
     for workload, pod in _pod_specs(objects):
@@ -254,7 +253,7 @@ def test_state_lives_on_volumes(rendered: dict[str, Objects], overlay: str) -> N
                     )
 
 
-@_each_overlay()
+@EACH_OVERLAY
 def test_the_trainer_is_one_stateful_replica(rendered: dict[str, Objects], overlay: str) -> None:
     objects = rendered[overlay]
     trainer = _one(objects, "StatefulSet", "trainer")
@@ -272,7 +271,7 @@ def test_the_trainer_is_one_stateful_replica(rendered: dict[str, Objects], overl
     assert container["ports"] == [{"name": "http-metrics", "containerPort": port}]
 
 
-@_each_overlay()
+@EACH_OVERLAY
 def test_the_api_scales_and_survives_disruptions(
     rendered: dict[str, Objects], overlay: str
 ) -> None:
@@ -300,7 +299,7 @@ def test_the_api_scales_and_survives_disruptions(
         assert hpa["spec"]["minReplicas"] >= 3
 
 
-@_each_overlay()
+@EACH_OVERLAY
 def test_the_replay_job_resumes_from_a_volume(rendered: dict[str, Objects], overlay: str) -> None:
     objects = rendered[overlay]
     job = _one(objects, "Job", "replay")
@@ -315,7 +314,7 @@ def test_the_replay_job_resumes_from_a_volume(rendered: dict[str, Objects], over
     _one(objects, "PersistentVolumeClaim", volume["persistentVolumeClaim"]["claimName"])
 
 
-@_each_overlay()
+@EACH_OVERLAY
 def test_network_policies_isolate_the_namespace(rendered: dict[str, Objects], overlay: str) -> None:
     policies = {o["metadata"]["name"]: o["spec"] for o in _find(rendered[overlay], "NetworkPolicy")}
     deny = policies["default-deny-ingress"]
