@@ -93,7 +93,8 @@ def kustomize() -> Path:
     stamp = GO_DIR / "bin" / f".kustomize-{KUSTOMIZE_VERSION}"
     if binary.is_file() and stamp.is_file():
         return binary
-    go = shutil.which("go")
+    # The official tarball's place, for shells whose PATH lacks it.
+    go = shutil.which("go") or shutil.which("go", path="/usr/local/go/bin")
     if go is None:
         raise ToolError(
             "kustomize is built with `go install`, and `go` is not on PATH: install Go "
