@@ -77,6 +77,12 @@ class TrainerSettings(BaseModel):
         default_factory=lambda: _default_cache_dir() / "trainer" / "faust",
         description="Faust's working directory (its tables' data; one folder per app id).",
     )
+    http_host: str = Field(
+        default="127.0.0.1", description="Address of the trainer's /metrics, /healthz, /readyz."
+    )
+    http_port: int = Field(
+        default=8001, ge=0, le=65535, description="Port of the trainer's HTTP endpoints (0: any)."
+    )
     sink: Literal["redis", "memory"] = Field(
         default="redis",
         description="Where top-K lists, user states, snapshots and metrics go.",
@@ -246,6 +252,11 @@ class Settings(BaseSettings):
         extra="ignore",
     )
 
+    log_format: Literal["text", "json"] = Field(
+        default="text",
+        description="json: one JSON object per line (for Kubernetes and log shippers).",
+    )
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
     data: DataSettings = Field(default_factory=DataSettings)
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     redis: RedisSettings = Field(default_factory=RedisSettings)

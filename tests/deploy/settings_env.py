@@ -29,20 +29,6 @@ from pydantic_settings import BaseSettings
 
 from recsys_stream.settings import Settings
 
-# added by the trainer-observability change
-PENDING_SETTINGS: frozenset[str] = frozenset(
-    {
-        "RECSYS_TRAINER__DATA_DIR",
-        "RECSYS_TRAINER__HTTP_HOST",
-        "RECSYS_TRAINER__HTTP_PORT",
-        "RECSYS_REPLAY__STATE_DIR",
-        "RECSYS_LOG_FORMAT",
-        "RECSYS_LOG_LEVEL",
-    }
-)
-"""Settings the deployment files already use and the Python change that adds them is bringing.
-Delete an entry (and, when empty, this constant) once the field exists in settings.py."""
-
 
 def _sections(annotation: Any) -> list[type]:
     """The pydantic models and dataclasses an annotation can hold (``X | None`` included)."""
@@ -105,12 +91,10 @@ def settings_env_names(settings_class: type[BaseSettings] = Settings) -> frozens
     return frozenset(names)
 
 
-def unknown_settings(
-    names: Iterable[str], *, pending: frozenset[str] = PENDING_SETTINGS
-) -> list[str]:
-    """The names (sorted) that are neither a setting nor a pending one, compared the way
-    pydantic-settings compares them (case-insensitively unless ``case_sensitive`` is on)."""
-    known = settings_env_names() | pending
+def unknown_settings(names: Iterable[str]) -> list[str]:
+    """The names (sorted) that are not a setting, compared the way pydantic-settings compares
+    them (case-insensitively unless ``case_sensitive`` is on)."""
+    known = settings_env_names()
     if Settings.model_config.get("case_sensitive", False):
         return sorted({name for name in names if name not in known})
     return sorted({name for name in names if name.upper() not in known})
