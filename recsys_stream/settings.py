@@ -54,6 +54,9 @@ class KafkaSettings(BaseModel):
     dead_letter_topic: str = "ratings.dead-letter"
     partitions: int = Field(default=3, ge=1)
     replication_factor: int = Field(default=1, ge=1)
+    connect_timeout_s: float = Field(
+        default=15.0, gt=0, description="How long one attempt to reach the brokers may take."
+    )
 
 
 class TrainerSettings(BaseModel):
@@ -76,6 +79,11 @@ class TrainerSettings(BaseModel):
     data_dir: Path = Field(
         default_factory=lambda: _default_cache_dir() / "trainer" / "faust",
         description="Faust's working directory (its tables' data; one folder per app id).",
+    )
+    kafka_wait_s: float = Field(
+        default=120.0,
+        gt=0,
+        description="How long the trainer waits for Kafka at start before it gives up (exit 1).",
     )
     http_host: str = Field(
         default="127.0.0.1", description="Address of the trainer's /metrics, /healthz, /readyz."
@@ -100,7 +108,6 @@ class ReplaySettings(BaseModel):
     compression: Literal["lz4", "gzip", "snappy", "zstd"] | None = "lz4"
     linger_ms: int = Field(default=20, ge=0, description="Producer batching delay.")
     batch_bytes: int = Field(default=256 * 1024, ge=1_024, description="Producer batch size.")
-    connect_timeout_s: float = Field(default=15.0, gt=0)
 
     def state_file(self, dataset: str, topic: str) -> Path:
         """Where the replay of ``dataset`` into ``topic`` records its progress."""

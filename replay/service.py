@@ -26,13 +26,13 @@ from typing import Any
 import orjson
 import pandas as pd
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
-from kafka.admin import KafkaAdminClient, NewTopic
-from kafka.errors import KafkaError, TopicAlreadyExistsError
+from kafka.errors import KafkaError
 from kafka.partitioner.default import murmur2
 
 from recsys_stream.events import EventValidationError, RatingEvent, encode
 from recsys_stream.files import atomic_write
 from recsys_stream.settings import KafkaSettings, ReplaySettings, Settings
+from services.topics import BrokerUnavailableError, ensure_topics
 
 log = logging.getLogger(__name__)
 
@@ -48,10 +48,6 @@ class _StopRequestedError(Exception):
 
 class DeliveryError(RuntimeError):
     """The broker did not take an event (after the producer's retries)."""
-
-
-class BrokerUnavailableError(RuntimeError):
-    """Kafka could not be reached within the configured wait."""
 
 
 @dataclass(frozen=True)
@@ -90,7 +86,7 @@ class ReplayConfig:
 
     @property
     def connect_timeout_s(self) -> float:
-        return self.producer.connect_timeout_s
+        return self.kafka.connect_timeout_s
 
     def __post_init__(self) -> None:
         if self.speed is not None and self.rate is not None:
@@ -127,38 +123,9 @@ def partition_of(key: bytes, partitions: int) -> int:
 
 
 def ensure_topic(config: ReplayConfig) -> int:
-    """Create the topic when missing; returns its number of partitions."""
-    try:
-        admin = KafkaAdminClient(
-            bootstrap_servers=config.bootstrap_servers,
-            request_timeout_ms=int(config.connect_timeout_s * 1000),
-            bootstrap_timeout_ms=int(config.connect_timeout_s * 1000),
-            client_id="recsys-replay-admin",
-        )
-    except KafkaError as exc:
-        raise BrokerUnavailableError(
-            f"cannot reach Kafka at {config.bootstrap_servers} within "
-            f"{config.connect_timeout_s:.0f} s ({exc})"
-        ) from None
-    try:
-        admin.create_topics(
-            [NewTopic(config.topic, config.kafka.partitions, config.kafka.replication_factor)],
-            timeout_ms=int(config.connect_timeout_s * 1000),
-        )
-    except TopicAlreadyExistsError:
-        pass
-    finally:
-        admin.close()
-    consumer = KafkaConsumer(bootstrap_servers=config.bootstrap_servers)
-    try:
-        deadline = time.monotonic() + config.connect_timeout_s
-        while (partitions := consumer.partitions_for_topic(config.topic)) is None:
-            if time.monotonic() > deadline:
-                raise BrokerUnavailableError(f"topic {config.topic} has no metadata yet")
-            time.sleep(0.1)
-        return len(partitions)
-    finally:
-        consumer.close()
+    """Create the topic (and its dead-letter topic) when missing; returns its partitions."""
+    kafka = config.kafka
+    return ensure_topics(kafka, [kafka.topic, kafka.dead_letter_topic])[kafka.topic]
 
 
 class Replayer:

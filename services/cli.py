@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import os
 import threading
 import time
 import uuid
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import typer
 import uvicorn
@@ -22,6 +23,7 @@ from recsys_stream.data import Dataset, DatasetError, load_dataset_from_settings
 from recsys_stream.events import InMemoryEventLog
 from recsys_stream.serving import InMemorySink
 from recsys_stream.settings import Settings
+from services.logs import configure_logging, logging_config
 
 app = typer.Typer(
     help="recsys-stream: a streaming, online-learning recommender.",
@@ -36,9 +38,24 @@ DEFAULTS = Settings()
 """The settings as the environment gives them: every option's default comes from here."""
 
 
+LogFormat = Literal["text", "json"]
+LogLevel = Literal["debug", "info", "warning", "error"]
+
+
 @app.callback()
-def main() -> None:
+def main(
+    log_format: Annotated[
+        LogFormat, typer.Option(help="Log lines as text, or one JSON object per line.")
+    ] = DEFAULTS.log_format,
+    log_level: Annotated[LogLevel, typer.Option(help="Least severe level logged.")] = (
+        DEFAULTS.log_level
+    ),
+) -> None:
     """recsys-stream: a streaming, online-learning recommender."""
+    # Every command reads Settings() from the environment: the options reach it through it.
+    os.environ["RECSYS_LOG_FORMAT"] = log_format
+    os.environ["RECSYS_LOG_LEVEL"] = log_level
+    configure_logging(Settings())
 
 
 DataDirOption = Annotated[
@@ -252,7 +269,8 @@ def replay(
     ] = None,
 ) -> None:
     """Stream a dataset's ratings in timestamp order into Kafka, keyed by user."""
-    from replay.service import BrokerUnavailableError, DeliveryError, ReplayConfig, Replayer
+    from replay.service import DeliveryError, ReplayConfig, Replayer
+    from services.topics import BrokerUnavailableError
 
     settings = _settings(data_dir)
     if max_speed and (speed is not None or rate is not None):
@@ -351,13 +369,17 @@ def produce(
 
 
 @app.command()
-def trainer(
-    loglevel: Annotated[str, typer.Option(help="debug, info, warning")] = "info",
-) -> None:
-    """Run the Faust trainer: consume the ratings topic, learn, publish (settings from env)."""
+def trainer() -> None:
+    """Run the Faust trainer: consume the ratings topic, learn, publish; serve /metrics,
+    /healthz and /readyz (settings from the environment)."""
+    from services.topics import BrokerUnavailableError
     from services.trainer.app import run_worker
 
-    run_worker(Settings(), loglevel=loglevel)
+    try:
+        run_worker(Settings())
+    except BrokerUnavailableError as exc:
+        typer.secho(str(exc), fg=typer.colors.RED, err=True)
+        raise typer.Exit(3) from None
 
 
 @app.command()
@@ -379,7 +401,14 @@ def api(
     application = create_app(
         settings, RedisCache(settings.redis), KafkaEventPublisher(settings.kafka), items
     )
-    uvicorn.run(application, host=host, port=port, log_level="warning", access_log=False)
+    uvicorn.run(
+        application,
+        host=host,
+        port=port,
+        log_config=logging_config(settings),
+        log_level=settings.log_level,
+        access_log=False,
+    )
 
 
 def _event_time(value: str | None) -> float | None:

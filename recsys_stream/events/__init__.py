@@ -18,6 +18,7 @@ from recsys_stream.events.rating import (
     RATING_MIN,
     REQUIRED_FIELDS,
     TIMESTAMP_MAX,
+    ErrorCode,
     EventValidationError,
     RatingEvent,
 )
@@ -31,6 +32,7 @@ __all__ = [
     "RATING_MIN",
     "REQUIRED_FIELDS",
     "TIMESTAMP_MAX",
+    "ErrorCode",
     "EventBatch",
     "EventValidationError",
     "InMemoryEventLog",

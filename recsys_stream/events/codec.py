@@ -38,15 +38,18 @@ def encode(event: RatingEvent) -> bytes:
 def decode(payload: bytes | bytearray | memoryview | None) -> RatingEvent:
     """Parse and validate one message; raise :class:`EventValidationError` on any defect."""
     if payload is None:
-        raise EventValidationError("empty message (null value)")
+        raise EventValidationError("empty message (null value)", code="empty")
     if len(payload) > MAX_EVENT_BYTES:
         raise EventValidationError(
-            f"message of {len(payload)} bytes exceeds the {MAX_EVENT_BYTES}-byte limit"
+            f"message of {len(payload)} bytes exceeds the {MAX_EVENT_BYTES}-byte limit",
+            code="too_large",
         )
     try:
         fields = orjson.loads(payload)
     except orjson.JSONDecodeError as exc:
-        raise EventValidationError(f"not valid JSON ({exc})") from None
+        raise EventValidationError(f"not valid JSON ({exc})", code="invalid_json") from None
     if not isinstance(fields, dict):
-        raise EventValidationError(f"expected a JSON object, got {type(fields).__name__}")
+        raise EventValidationError(
+            f"expected a JSON object, got {type(fields).__name__}", code="not_an_object"
+        )
     return RatingEvent.from_mapping(fields)

@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, Literal
 
 MAX_ID: Final = 2**31 - 1
 """Ids are non-negative and fit a signed 32-bit integer (every MovieLens id does)."""
@@ -33,12 +33,23 @@ OPTIONAL_FIELDS: Final = ("event_id", "source")
 _KNOWN_FIELDS: Final = frozenset(REQUIRED_FIELDS + OPTIONAL_FIELDS)
 
 
-class EventValidationError(ValueError):
-    """A message or value that is not a valid rating event; ``reason`` says why."""
+ErrorCode = Literal[
+    "empty", "too_large", "invalid_json", "not_an_object", "unknown_field", "missing_field",
+    "invalid_field",
+]  # fmt: skip
+"""What kind of defect, in one word from a fixed set (a metric label, a dead letter's header)."""
 
-    def __init__(self, reason: str, field: str | None = None) -> None:
+
+class EventValidationError(ValueError):
+    """A message or value that is not a valid rating event; ``reason`` says why in words,
+    ``code`` which kind of defect it is, ``field`` where (when one field is at fault)."""
+
+    def __init__(
+        self, reason: str, field: str | None = None, *, code: ErrorCode = "invalid_field"
+    ) -> None:
         self.reason = reason
         self.field = field
+        self.code: ErrorCode = code
         super().__init__(f"{field}: {reason}" if field else reason)
 
 
@@ -66,10 +77,12 @@ class RatingEvent:
         """Validate a decoded JSON object (or any mapping) into an event."""
         unknown = fields.keys() - _KNOWN_FIELDS
         if unknown:
-            raise EventValidationError(f"unknown field(s) {sorted(map(str, unknown))}")
+            raise EventValidationError(
+                f"unknown field(s) {sorted(map(str, unknown))}", code="unknown_field"
+            )
         missing = [name for name in REQUIRED_FIELDS if name not in fields]
         if missing:
-            raise EventValidationError(f"missing required field(s) {missing}")
+            raise EventValidationError(f"missing required field(s) {missing}", code="missing_field")
         return cls(
             user_id=fields["user_id"],
             item_id=fields["item_id"],

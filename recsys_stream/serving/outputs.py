@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from recsys_stream.events import ErrorCode
+
 
 @dataclass(frozen=True, slots=True)
 class DeadLetter:
@@ -13,6 +15,8 @@ class DeadLetter:
     reason: str
     source: str = ""
     """Where it was read (e.g. ``ratings/2@1234``), for the operator who replays it."""
+    code: ErrorCode = "invalid_field"
+    """The kind of defect (see :class:`~recsys_stream.events.EventValidationError`)."""
 
 
 @dataclass(frozen=True, slots=True)

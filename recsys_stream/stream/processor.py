@@ -59,7 +59,7 @@ def decode_records(
             events.append(decode(payload))
         except EventValidationError as exc:
             source = sources[index] if sources is not None else ""
-            dead.append(DeadLetter(payload, exc.reason if not exc.field else str(exc), source))
+            dead.append(DeadLetter(payload, str(exc), source, exc.code))
     return events, dead
 
 
@@ -87,6 +87,8 @@ class StreamProcessor:
         self.snapshot_every_events = snapshot_every_events
         self.consumer_lag: int | None = None
         """Messages in the source not yet consumed (the Kafka adapter sets it; None: unknown)."""
+        self.latest_report: StreamReport | None = None
+        """The report last published."""
         self._snapshot_version = -1
         self._events_at_last_snapshot = 0
 
@@ -194,5 +196,6 @@ class StreamProcessor:
             consumer_lag=self.consumer_lag,
         )
         self._events_at_last_metrics = self.evaluator.events_seen
+        self.latest_report = report
         self.sink.publish_metrics(report)
         return report

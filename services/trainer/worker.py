@@ -16,16 +16,10 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections import deque
 from collections.abc import Sequence
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
+from dataclasses import dataclass, field
 
-import numpy as np
-import orjson
-
-from recsys_stream.files import atomic_write
+from recsys_stream.report import LiveFigures
 from recsys_stream.serving import DeadLetter, InMemorySink, OutputSink
 from recsys_stream.settings import Settings
 from recsys_stream.stream import (
@@ -61,7 +55,38 @@ class Handled:
 
     learned: int
     skipped: int
+    """Messages learned before a restart (below the checkpoint's positions)."""
     dead_letters: list[DeadLetter]
+
+
+@dataclass(frozen=True, slots=True)
+class CheckpointStatus:
+    """The trainer's checkpoints so far."""
+
+    written_at: float | None = None
+    """Unix time of the last checkpoint written by this process (None: none yet)."""
+    seconds: float | None = None
+    """How long the last write took."""
+    written: int = 0
+
+
+@dataclass(frozen=True)
+class CoreStatus:
+    """Where the learner stands: what the status file, ``/metrics`` and ``/readyz`` report."""
+
+    pid: int
+    started_at: float
+    events_learned: int
+    """Every event learned, those restored from the checkpoint included."""
+    events_evaluated: int
+    positions: dict[str, int]
+    dead_letters: int
+    model_version: int
+    retrains_completed: int
+    last_learned_at: float | None
+    checkpoint: CheckpointStatus = field(default_factory=CheckpointStatus)
+    live: LiveFigures | None = None
+    """The latest published prequential figures."""
 
 
 class TrainerCore:
@@ -74,11 +99,10 @@ class TrainerCore:
         self.positions: dict[str, int] = {}
         self.learned_since_checkpoint = 0
         self.last_checkpoint = time.monotonic()
-        self.freshness: deque[float] = deque(maxlen=10_000)
-        self.dead_letters = 0
         self.started_at = time.time()
         self.last_learned_at: float | None = None
         """Wall-clock time at which the latest batch was learned."""
+        self._checkpoint = CheckpointStatus()
 
     # ---------------------------------------------------------------------- restore
 
@@ -86,6 +110,7 @@ class TrainerCore:
         """Load the latest checkpoint if there is one; True if it was loaded."""
         path = self.settings.trainer.checkpoint_path
         if not path.exists():
+            log.info("no checkpoint at %s: starting from an empty model", path)
             return False
         try:
             state = load_checkpoint(path)
@@ -94,11 +119,19 @@ class TrainerCore:
             return False
         restore_processor(self.processor, state)
         self.positions = {key: int(value) for key, value in state["positions"].items()}
+        learner = self.processor.learner
         log.info(
-            "restored %s: %d events learned, positions %s",
+            "restored checkpoint %s: %d events learned, model version %d, positions %s",
             path,
-            self.processor.learner.events_learned,
+            learner.events_learned,
+            learner.version,
             self.positions,
+            extra={
+                "checkpoint": str(path),
+                "events_learned": learner.events_learned,
+                "model_version": learner.version,
+                "positions": dict(self.positions),
+            },
         )
         return True
 
@@ -116,19 +149,13 @@ class TrainerCore:
         result = self.processor.process_records(
             [m.value for m in fresh], [f"{m.source}@{m.offset}" for m in fresh]
         )
-        letters = result.dead_letters
         for message in fresh:
             key = message.source
             self.positions[key] = max(self.positions.get(key, 0), message.offset + 1)
-        now = time.time()
-        self.freshness.extend(
-            now - m.timestamp for m in fresh if m.timestamp is not None and m.value is not None
-        )
         self.learned_since_checkpoint += result.learned
-        self.dead_letters += len(letters)
         if result.learned:
-            self.last_learned_at = now
-        return Handled(result.learned, skipped, letters)
+            self.last_learned_at = time.time()
+        return Handled(result.learned, skipped, result.dead_letters)
 
     # -------------------------------------------------------------------- checkpoints
 
@@ -140,33 +167,37 @@ class TrainerCore:
         )
 
     def save_checkpoint(self) -> None:
+        started = time.perf_counter()
         write_checkpoint(self.settings.trainer.checkpoint_path, self.processor, self.positions)
+        seconds = time.perf_counter() - started
         self.learned_since_checkpoint = 0
         self.last_checkpoint = time.monotonic()
+        self._checkpoint = CheckpointStatus(time.time(), seconds, self._checkpoint.written + 1)
+        log.info(
+            "checkpoint written in %.2f s: %d events learned",
+            seconds,
+            self.processor.learner.events_learned,
+            extra={"seconds": seconds, "events_learned": self.processor.learner.events_learned},
+        )
 
     # ------------------------------------------------------------------------- status
 
-    def status(self) -> dict[str, Any]:
+    def status(self) -> CoreStatus:
         learner = self.processor.learner
-        latencies = np.asarray(self.freshness)
-        return {
-            "events_learned": learner.events_learned,
-            "events_evaluated": self.processor.evaluator.events_seen,
-            "positions": dict(self.positions),
-            "dead_letters": self.dead_letters,
-            "model_version": learner.version,
-            "consumer_lag": self.processor.consumer_lag,
-            "retrains_completed": learner.retrains_completed,
-            "freshness_p50_s": float(np.percentile(latencies, 50)) if len(latencies) else None,
-            "freshness_p99_s": float(np.percentile(latencies, 99)) if len(latencies) else None,
-            "last_learned_at": self.last_learned_at,
-            "updated_at": time.time(),
-            "started_at": self.started_at,
-            "pid": os.getpid(),
-        }
-
-    def write_status(self, path: Path) -> None:
-        atomic_write(path, orjson.dumps(self.status()), durable=False)
+        report = self.processor.latest_report
+        return CoreStatus(
+            pid=os.getpid(),
+            started_at=self.started_at,
+            events_learned=learner.events_learned,
+            events_evaluated=self.processor.evaluator.events_seen,
+            positions=dict(self.positions),
+            dead_letters=self.processor.dead_letters,
+            model_version=learner.version,
+            retrains_completed=learner.retrains_completed,
+            last_learned_at=self.last_learned_at,
+            checkpoint=self._checkpoint,
+            live=None if report is None else report.live(),
+        )
 
     def close(self) -> None:
         self.processor.learner.close()

@@ -18,9 +18,10 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from typer.testing import CliRunner
 
 from recsys_stream.data import generate_synthetic, load_dataset
-from recsys_stream.settings import KafkaSettings, ReplaySettings
-from replay.service import BrokerUnavailableError, ReplayConfig, Replayer, ensure_topic
+from recsys_stream.settings import KafkaSettings
+from replay.service import ReplayConfig, Replayer, ensure_topic
 from services.cli import app
+from services.topics import BrokerUnavailableError
 from tests.integration.processes import Trainer, read_all
 
 pytestmark = pytest.mark.integration
@@ -228,7 +229,9 @@ def test_bad_rows_are_counted_and_never_sent(
 
 
 def test_an_unreachable_broker_is_a_clear_error_after_a_bounded_wait() -> None:
-    config = _config("127.0.0.1:9", "t", producer=ReplaySettings(connect_timeout_s=2))
+    config = ReplayConfig(
+        kafka=KafkaSettings(bootstrap_servers="127.0.0.1:9", topic="t", connect_timeout_s=2)
+    )
     started = time.monotonic()
     with pytest.raises(BrokerUnavailableError, match=r"cannot reach Kafka at 127\.0\.0\.1:9"):
         ensure_topic(config)

@@ -1,0 +1,87 @@
+"""The Kafka topics of the stream, created when missing, whoever starts first.
+
+The replay, the trainer and the API may start in any order (docker compose, Kubernetes): each
+declares the topics it uses with the configured partitions before it produces or consumes, so
+a consumer never subscribes to a topic that does not exist yet (and then ignores it until
+restarted). A topic that exists already is used as it is.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+
+from kafka import KafkaAdminClient, KafkaConsumer
+from kafka.admin import NewTopic
+from kafka.errors import KafkaError, TopicAlreadyExistsError
+
+from recsys_stream.settings import KafkaSettings
+
+log = logging.getLogger(__name__)
+
+
+class BrokerUnavailableError(RuntimeError):
+    """Kafka could not be reached (or a topic got no metadata) within the configured wait."""
+
+
+def ensure_topics(kafka: KafkaSettings, names: Sequence[str]) -> dict[str, int]:
+    """Create the missing topics of ``names`` with ``kafka.partitions`` partitions and wait
+    until each has metadata; returns each topic's number of partitions."""
+    timeout_ms = int(kafka.connect_timeout_s * 1000)
+    try:
+        admin = KafkaAdminClient(
+            bootstrap_servers=kafka.bootstrap_servers,
+            request_timeout_ms=timeout_ms,
+            bootstrap_timeout_ms=timeout_ms,
+            client_id="recsys-topics",
+        )
+    except KafkaError as exc:
+        raise BrokerUnavailableError(
+            f"cannot reach Kafka at {kafka.bootstrap_servers} within "
+            f"{kafka.connect_timeout_s:.0f} s ({exc})"
+        ) from None
+    try:
+        for name in names:
+            try:
+                admin.create_topics(
+                    [NewTopic(name, kafka.partitions, kafka.replication_factor)],
+                    timeout_ms=timeout_ms,
+                )
+            except TopicAlreadyExistsError:
+                continue
+            log.info(
+                "created topic %s",
+                name,
+                extra={"topic": name, "partitions": kafka.partitions},
+            )
+    except KafkaError as exc:
+        raise BrokerUnavailableError(f"cannot create the topics {list(names)}: {exc}") from None
+    finally:
+        admin.close()
+    consumer = KafkaConsumer(bootstrap_servers=kafka.bootstrap_servers)
+    try:
+        deadline = time.monotonic() + kafka.connect_timeout_s
+        found: dict[str, int] = {}
+        for name in names:
+            while (partitions := consumer.partitions_for_topic(name)) is None:
+                if time.monotonic() > deadline:
+                    raise BrokerUnavailableError(f"topic {name} has no metadata yet")
+                time.sleep(0.1)  # polling interval of a bounded wait for metadata
+            found[name] = len(partitions)
+        return found
+    finally:
+        consumer.close()
+
+
+def wait_for_topics(kafka: KafkaSettings, names: Sequence[str], wait_s: float) -> dict[str, int]:
+    """:func:`ensure_topics`, retried while Kafka is not there yet, for up to ``wait_s``."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            return ensure_topics(kafka, names)
+        except BrokerUnavailableError as exc:
+            if time.monotonic() > deadline:
+                raise
+            log.warning("waiting for Kafka: %s", exc)
+            time.sleep(2.0)  # back off between attempts; each attempt has its own timeout

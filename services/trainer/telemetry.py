@@ -1,0 +1,198 @@
+"""The trainer's Prometheus metrics, in a registry of its own.
+
+Events are counted as they go by (consumed, dead letters by kind, freshness of each learned
+event); the state of the learner (events learned, model version, retrains, checkpoints, the live
+prequential figures) is read from the latest :class:`~services.trainer.worker.CoreStatus` when
+Prometheus scrapes, so a scrape never waits for the learner.
+
+Metric names (the Grafana dashboard and the alerts use exactly these):
+
+- ``recsys_trainer_events_consumed_total``: events read from Kafka, valid or not;
+- ``recsys_trainer_events_learned_total``: events learned (restored with the checkpoint);
+- ``recsys_trainer_events_per_second``: events learned per second over the last 10 s;
+- ``recsys_trainer_consumer_lag{partition}``: messages behind the end of each partition;
+- ``recsys_trainer_freshness_seconds``: produce time to learned, per event (histogram);
+- ``recsys_trainer_dead_letters_total{reason}``: invalid events by kind of defect;
+- ``recsys_trainer_model_version``, ``recsys_trainer_retrains_total``;
+- ``recsys_trainer_checkpoint_age_seconds``, ``recsys_trainer_checkpoint_duration_seconds``
+  (histogram), ``recsys_trainer_checkpoint_failures_total``;
+- ``recsys_prequential_hr``, ``recsys_prequential_ndcg``, ``recsys_prequential_rmse``, labelled
+  ``model`` (learner and each baseline that runs) and ``scope`` (``all``: the whole stream so
+  far; ``window``: the sliding window's latest value); RMSE for rating models only.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from collections.abc import Iterable, Mapping
+from typing import Final
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from recsys_stream.events import ErrorCode
+from services.trainer.worker import CoreStatus
+
+FRESHNESS_BUCKETS: Final = (
+    0.01, 0.025, 0.05, 0.1, 0.15, 0.2, 0.25, 0.35, 0.5, 0.75, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0,
+)  # fmt: skip
+"""Seconds, dense around the 250 ms a learned event should take at 1,000 events/s."""
+CHECKPOINT_BUCKETS: Final = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0)
+RATE_WINDOW_S: Final = 10.0
+
+
+class TrainerTelemetry:
+    """The trainer's metrics: counters fed per batch, state read from the latest status."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.consumed = Counter(
+            "recsys_trainer_events_consumed",
+            "Events read from Kafka (valid or not).",
+            registry=self.registry,
+        )
+        self.dead_letters = Counter(
+            "recsys_trainer_dead_letters",
+            "Invalid events sent to the dead-letter topic, by kind of defect.",
+            ("reason",),
+            registry=self.registry,
+        )
+        self.freshness = Histogram(
+            "recsys_trainer_freshness_seconds",
+            "Seconds from an event's produce time to the end of the batch that learned it.",
+            buckets=FRESHNESS_BUCKETS,
+            registry=self.registry,
+        )
+        self.checkpoint_duration = Histogram(
+            "recsys_trainer_checkpoint_duration_seconds",
+            "Seconds to write a checkpoint.",
+            buckets=CHECKPOINT_BUCKETS,
+            registry=self.registry,
+        )
+        self.checkpoint_failures = Counter(
+            "recsys_trainer_checkpoint_failures",
+            "Checkpoint writes that failed (each is retried).",
+            registry=self.registry,
+        )
+        self._lock = threading.Lock()
+        self._status: CoreStatus | None = None
+        self._lag: dict[int, int] = {}
+        self._learned: deque[tuple[float, int]] = deque()
+        self.registry.register(_StateCollector(self))
+
+    # Called by the trainer (its event loop); the collector reads under the same lock.
+
+    def batch(
+        self, consumed: int, dead_letters: Iterable[ErrorCode], freshness: Iterable[float]
+    ) -> None:
+        """Count one batch: events consumed, dead letters by code, each event's freshness."""
+        self.consumed.inc(consumed)
+        for code in dead_letters:
+            self.dead_letters.labels(code).inc()
+        for seconds in freshness:
+            self.freshness.observe(seconds)
+
+    def update(self, status: CoreStatus, lag_by_partition: Mapping[int, int] | None = None) -> None:
+        """The learner's latest status (and, when known, the consumer lag per partition)."""
+        now = time.monotonic()
+        with self._lock:
+            self._status = status
+            if lag_by_partition is not None:
+                self._lag = dict(lag_by_partition)
+            self._learned.append((now, status.events_learned))
+            self._forget_before(now - RATE_WINDOW_S)
+
+    def learned_per_second(self) -> float:
+        """Events learned per second from about :data:`RATE_WINDOW_S` seconds ago to now (a
+        quiet trainer's rate falls towards 0 as time passes without learning)."""
+        now = time.monotonic()
+        with self._lock:
+            self._forget_before(now - RATE_WINDOW_S)
+            if len(self._learned) < 2:
+                return 0.0
+            (start, first), (_, last) = self._learned[0], self._learned[-1]
+        return (last - first) / (now - start) if now > start else 0.0
+
+    def _forget_before(self, moment: float) -> None:
+        # Keep the last sample at or before the window's start: the rate is measured from it.
+        while len(self._learned) > 1 and self._learned[1][0] <= moment:
+            self._learned.popleft()
+
+    def snapshot(self) -> tuple[CoreStatus | None, dict[int, int]]:
+        with self._lock:
+            return self._status, dict(self._lag)
+
+    def exposition(self) -> bytes:
+        """The registry in Prometheus' text format."""
+        return generate_latest(self.registry)
+
+
+class _StateCollector(Collector):
+    def __init__(self, telemetry: TrainerTelemetry) -> None:
+        self._telemetry = telemetry
+
+    def describe(self) -> Iterable[Metric]:
+        return ()  # the names are fixed; describing by collecting would need a status
+
+    def collect(self) -> Iterable[Metric]:
+        status, lag = self._telemetry.snapshot()
+        yield GaugeMetricFamily(
+            "recsys_trainer_events_per_second",
+            "Events learned per second over the last 10 s.",
+            value=self._telemetry.learned_per_second(),
+        )
+        partitions = GaugeMetricFamily(
+            "recsys_trainer_consumer_lag",
+            "Messages behind the end of each partition this worker consumes.",
+            labels=("partition",),
+        )
+        for partition, behind in sorted(lag.items()):
+            partitions.add_metric((str(partition),), behind)
+        yield partitions
+        if status is None:
+            return
+        yield CounterMetricFamily(
+            "recsys_trainer_events_learned",
+            "Events learned (restored with the checkpoint after a restart).",
+            value=status.events_learned,
+        )
+        yield GaugeMetricFamily(
+            "recsys_trainer_model_version",
+            "Version of the model in service.",
+            value=status.model_version,
+        )
+        yield CounterMetricFamily(
+            "recsys_trainer_retrains",
+            "Full retrains completed and swapped in.",
+            value=status.retrains_completed,
+        )
+        since = status.checkpoint.written_at or status.started_at
+        yield GaugeMetricFamily(
+            "recsys_trainer_checkpoint_age_seconds",
+            "Seconds since the last checkpoint was written (since start, before the first).",
+            value=max(0.0, time.time() - since),
+        )
+        if status.live is None:
+            return
+        families = {
+            name: GaugeMetricFamily(
+                f"recsys_prequential_{name}",
+                f"Prequential {label} of each model: over the whole stream (scope=all) or the "
+                "sliding window's latest value (scope=window).",
+                labels=("model", "scope"),
+            )
+            for name, label in (("hr", "HR@k"), ("ndcg", "NDCG@k"), ("rmse", "RMSE"))
+        }
+        for model, figures in status.live.models.items():
+            families["hr"].add_metric((model, "all"), figures.overall.hr)
+            families["ndcg"].add_metric((model, "all"), figures.overall.ndcg)
+            if figures.hr_window is not None:
+                families["hr"].add_metric((model, "window"), figures.hr_window)
+            if figures.ndcg_window is not None:
+                families["ndcg"].add_metric((model, "window"), figures.ndcg_window)
+            if figures.rating is not None:
+                families["rmse"].add_metric((model, "all"), figures.rating.rmse)
+        yield from families.values()
