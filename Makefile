@@ -48,7 +48,7 @@ typecheck: venv ## mypy on the core package.
 	$(BIN)/mypy
 
 pytest: venv ## Only the tests, with a real Kafka and Redis started (and stopped) around them.
-	$(BIN)/python scripts/test_services.py run -- $(BIN)/pytest $(PYTEST_ARGS)
+	$(BIN)/python -m scripts.test_services run -- $(BIN)/pytest $(PYTEST_ARGS)
 
 bench: venv ## Run the benchmarks and print each goal beside its measured figure.
 	PYTHONPATH=. $(BIN)/python benchmarks/run.py $(BENCH)

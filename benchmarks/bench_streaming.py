@@ -25,13 +25,14 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord
-from common import NO_ML_100K, Result, ml_100k_root, save, save_skipped, test_services
+from common import NO_ML_100K, Result, ml_100k_root, save, save_skipped
 
 from recsys_stream.data import load_dataset
 from recsys_stream.events import decode
 from recsys_stream.outputs import InMemorySink
 from recsys_stream.settings import Settings
 from replay.service import ReplayConfig, Replayer
+from scripts.test_services import provide_kafka
 from services.trainer.worker import Message, TrainerCore
 from tests.integration.processes import Trainer
 
@@ -41,7 +42,7 @@ DATA = "MovieLens 100K u.data (100,000 events), Kafka 3.9 on the same machine, 3
 
 @contextlib.contextmanager
 def kafka() -> Iterator[str]:
-    with test_services().provide_kafka() as servers:
+    with provide_kafka() as servers:
         yield servers
 
 
