@@ -44,7 +44,7 @@ lint: venv ## ruff: lint and formatting.
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-typecheck: venv ## mypy on the core package.
+typecheck: venv ## mypy (strict) on the core package and scripts/
 	$(BIN)/mypy
 
 pytest: venv ## Only the tests, with a real Kafka and Redis started (and stopped) around them.
