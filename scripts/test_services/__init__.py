@@ -22,18 +22,31 @@ Command line (from the repository root)::
 Python API (used by ``tests/conftest.py``): ``provide_kafka()``, ``provide_redis()`` and
 ``provide_services()`` are context managers.
 
+For fault injection, ``local_kafka()`` and ``local_redis()`` start a private server as local
+processes (whatever the variables say and whether Docker answers) and yield its handle,
+``LocalKafka`` (``.bootstrap_servers``) or ``LocalRedis`` (``.url``): ``stop()`` (SIGTERM),
+``kill()`` (SIGKILL) and ``start()`` (waits until ready) act on the same port and the same
+data directory, so a broker started again keeps its topics and committed offsets (Redis,
+in memory only, starts again empty). On exit the server is stopped and its data removed.
+
 Only the standard library is imported at module level, so ``--help`` and ``stop`` are
 instant; kafka-python, redis, docker and testcontainers are imported where they are used.
 """
 
 from ._common import KAFKA_ENV, REDIS_ENV, ServiceError
 from ._provide import Services, provide_kafka, provide_redis, provide_services
+from .kafka import LocalKafka, local_kafka
+from .redis import LocalRedis, local_redis
 
 __all__ = [
     "KAFKA_ENV",
     "REDIS_ENV",
+    "LocalKafka",
+    "LocalRedis",
     "ServiceError",
     "Services",
+    "local_kafka",
+    "local_redis",
     "provide_kafka",
     "provide_redis",
     "provide_services",

@@ -11,13 +11,12 @@ import subprocess
 import sys
 import time
 from collections.abc import Sequence
-from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from ._common import STOP_TIMEOUT_S, ServiceError, _say, _Started, _stop_all
+from ._common import STOP_TIMEOUT_S, ServiceError, _close_all, _say, _Started
 from ._docker import _Container
-from ._processes import LOG_DIR, _LocalProcess
+from ._processes import LOG_DIR, _LeftRunning
 from ._provide import Services, _kafka, _redis, provide_services
 from .kafka import kafka_version
 
@@ -28,13 +27,7 @@ STATE_FILE = LOG_DIR / "state.json"
 def _from_state(entry: dict[str, Any]) -> _Started:
     if entry["type"] == "container":
         return _Container(entry["name"], entry["container_id"])
-    return _LocalProcess(
-        name=entry["name"],
-        pid=entry["pid"],
-        start_ticks=entry["start_ticks"],
-        scratch_dir=Path(entry["scratch_dir"]),
-        log_path=Path(entry["log_path"]),
-    )
+    return _LeftRunning.from_state(entry)
 
 
 def _exit_on_sigterm(signum: int, _frame: FrameType | None) -> None:
@@ -94,7 +87,7 @@ def _cmd_start() -> int:
         partial.write_text(json.dumps(state, indent=2) + "\n")
         partial.replace(STATE_FILE)
     except BaseException:
-        _stop_all(started)
+        _close_all(started)
         raise
     for name, value in services.environment().items():
         print(f"export {name}={shlex.quote(value)}")
@@ -108,7 +101,7 @@ def _cmd_stop() -> int:
     except FileNotFoundError:
         _say("nothing to stop")
         return 0
-    if not _stop_all([_from_state(entry) for entry in state["started"]]):
+    if not _close_all([_from_state(entry) for entry in state["started"]]):
         raise ServiceError(f"kept {STATE_FILE} so that `stop` can be retried")
     STATE_FILE.unlink()
     return 0

@@ -29,11 +29,12 @@ class _PortTakenError(ServiceError):
 
 
 class _Started(Protocol):
-    """Something this package started and therefore must stop."""
+    """Something this package started and therefore must stop, and clean up after."""
 
-    name: str
+    @property
+    def name(self) -> str: ...
 
-    def stop(self) -> None: ...
+    def close(self) -> None: ...
 
     def to_state(self) -> dict[str, object]: ...
 
@@ -49,7 +50,7 @@ def _require_tool(name: str, hint: str) -> str:
     return path
 
 
-def _stop_all(started: list[_Started]) -> bool:
+def _close_all(started: list[_Started]) -> bool:
     """Stop everything, newest first; False if something could not be stopped.
 
     An interrupt while stopping one thing does not leave the others running: it is re-raised
@@ -60,7 +61,7 @@ def _stop_all(started: list[_Started]) -> bool:
     while started:
         handle = started.pop()
         try:
-            handle.stop()
+            handle.close()
         except Exception as exc:
             _say(f"could not stop {handle.name}: {exc!r}")
             stopped_all = False

@@ -32,7 +32,7 @@ class _Container:
     name: str
     container_id: str
 
-    def stop(self) -> None:
+    def close(self) -> None:
         import docker
 
         client = docker.from_env()

@@ -8,6 +8,7 @@ signalled.
 
 from __future__ import annotations
 
+import abc
 import contextlib
 import os
 import shlex
@@ -21,22 +22,26 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
+from typing import Any, ClassVar, TypeVar
 
 from ._common import (
     HOST,
+    READY_TIMEOUT_S,
     REPO_ROOT,
     STOP_TIMEOUT_S,
     ServiceError,
+    _close_all,
     _PortTakenError,
     _say,
     _Started,
-    _stop_all,
 )
 
 # Inside the repo (git-ignored) so that logs are easy to find and to upload from CI.
 LOG_DIR = REPO_ROOT / ".cache" / "test-services"
 LOG_FILES_KEPT = 20
 PORT_ATTEMPTS = 3
+
+_T = TypeVar("_T")
 
 
 def _read_log(path: Path) -> str:
@@ -89,22 +94,21 @@ def _proc_stat(pid: int) -> tuple[str, int] | None:
 
 @dataclass
 class _LocalProcess:
-    """A server we launched as the leader of its own process group, plus its scratch dir."""
+    """A server we launched as the leader of its own process group."""
 
     name: str
     pid: int
     start_ticks: int
-    scratch_dir: Path
     log_path: Path
     popen: subprocess.Popen[bytes] | None = None  # only in the process that launched it
+    log_offset: int = 0  # where this process's output starts: a restart appends to the log
 
     @classmethod
-    def launch(
-        cls, name: str, command: Sequence[str], scratch_dir: Path, log_path: Path
-    ) -> _LocalProcess:
+    def launch(cls, name: str, command: Sequence[str], cwd: Path, log_path: Path) -> _LocalProcess:
         """Start ``command`` in a new session: Ctrl-C in the terminal does not reach it, and
         stopping it signals exactly its process group."""
         with log_path.open("ab") as log:
+            log_offset = log.tell()
             log.write(f"$ {shlex.join(command)}\n".encode())
             log.flush()
             popen = subprocess.Popen(
@@ -112,12 +116,12 @@ class _LocalProcess:
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
-                cwd=scratch_dir,
+                cwd=cwd,
                 start_new_session=True,
             )
         stat = _proc_stat(popen.pid)
         assert stat is not None, "an unreaped child always has a /proc entry"
-        return cls(name, popen.pid, stat[1], scratch_dir, log_path, popen)
+        return cls(name, popen.pid, stat[1], log_path, popen, log_offset)
 
     def is_ours(self) -> bool:
         """True while ``pid`` is still the live process we launched (not a recycled pid)."""
@@ -129,27 +133,36 @@ class _LocalProcess:
         if self.is_ours():
             return
         code = self.popen.poll() if self.popen is not None else None
-        log = _read_log(self.log_path)
+        log = _read_log(self.log_path)[self.log_offset :]
         error = _PortTakenError if "Address already in use" in log else ServiceError
         raise error(f"{self.name} exited (code {code}); log {self.log_path}:\n{_excerpt(log)}")
 
-    def stop(self) -> None:
-        """SIGTERM the process group, SIGKILL it after STOP_TIMEOUT_S, remove scratch data."""
-        try:
-            if not self.is_ours():
-                _say(f"{self.name} (pid {self.pid}) had already exited")
-            else:
-                began = time.monotonic()
-                os.killpg(self.pid, signal.SIGTERM)
-                if not self._wait_gone(STOP_TIMEOUT_S):
-                    _say(f"{self.name} (pid {self.pid}) ignored SIGTERM; sending SIGKILL")
-                    os.killpg(self.pid, signal.SIGKILL)
-                    self._wait_gone(STOP_TIMEOUT_S)
-                _say(f"stopped {self.name} (pid {self.pid}) in {time.monotonic() - began:.1f} s")
-            if self.popen is not None:
-                self.popen.poll()  # reap it
-        finally:
-            shutil.rmtree(self.scratch_dir, ignore_errors=True)
+    def terminate(self) -> None:
+        """SIGTERM the process group, SIGKILL it after STOP_TIMEOUT_S."""
+        if not self.is_ours():
+            _say(f"{self.name} (pid {self.pid}) had already exited")
+        else:
+            began = time.monotonic()
+            os.killpg(self.pid, signal.SIGTERM)
+            if not self._wait_gone(STOP_TIMEOUT_S):
+                _say(f"{self.name} (pid {self.pid}) ignored SIGTERM; sending SIGKILL")
+                os.killpg(self.pid, signal.SIGKILL)
+                self._wait_gone(STOP_TIMEOUT_S)
+            _say(f"stopped {self.name} (pid {self.pid}) in {time.monotonic() - began:.1f} s")
+        self._reap()
+
+    def kill(self) -> None:
+        """SIGKILL the process group: no shutdown hooks, no flushing, as in a crash."""
+        if self.is_ours():
+            os.killpg(self.pid, signal.SIGKILL)
+            if not self._wait_gone(STOP_TIMEOUT_S):
+                raise ServiceError(f"{self.name} (pid {self.pid}) survived SIGKILL")
+            _say(f"killed {self.name} (pid {self.pid}) with SIGKILL")
+        self._reap()
+
+    def _reap(self) -> None:
+        if self.popen is not None:
+            self.popen.poll()
 
     def _wait_gone(self, timeout_s: float) -> bool:
         deadline = time.monotonic() + timeout_s
@@ -159,18 +172,140 @@ class _LocalProcess:
             time.sleep(0.1)
         return True
 
+
+def _process_state(process: _LocalProcess, scratch_dir: Path) -> dict[str, object]:
+    return {
+        "type": "process",
+        "name": process.name,
+        "pid": process.pid,
+        "start_ticks": process.start_ticks,
+        "scratch_dir": str(scratch_dir),
+        "log_path": str(process.log_path),
+    }
+
+
+class _LocalServer(abc.ABC):
+    """A server of ours on fixed ports, with a scratch directory that outlives its processes.
+
+    It can be stopped, killed and started again on the same ports and the same scratch
+    directory, which is what a fault-injection test needs; only ``close`` removes the
+    directory. Start-up is the subclass's: the command it runs and what ready means.
+    """
+
+    name: ClassVar[str]
+
+    def __init__(self, command: Sequence[str], scratch_dir: Path, log_path: Path) -> None:
+        self._command = tuple(command)
+        self.scratch_dir = scratch_dir
+        self.log_path = log_path
+        self._process: _LocalProcess | None = None
+        self._closed = False
+
+    @property
+    @abc.abstractmethod
+    def address(self) -> str:
+        """host:port of the server's client port."""
+
+    @abc.abstractmethod
+    def _wait_until_ready(self, deadline: float, check_running: Callable[[], None]) -> None: ...
+
+    @property
+    def pid(self) -> int | None:
+        """The process group (and leader) of the server while it runs."""
+        process = self._process
+        return process.pid if process is not None and process.is_ours() else None
+
+    def is_running(self) -> bool:
+        return self._process is not None and self._process.is_ours()
+
+    def start(self) -> None:
+        """Start the server unless it runs, and wait until it is ready (READY_TIMEOUT_S at
+        most): when this returns, the server answers, or ServiceError was raised."""
+        began = time.monotonic()
+        if self._start(began + READY_TIMEOUT_S):
+            elapsed = time.monotonic() - began
+            _say(f"{self.name} local ready on {self.address} again in {elapsed:.1f} s")
+
+    def _start(self, deadline: float) -> bool:
+        """True if a process was launched (rather than found running)."""
+        if self._closed:
+            raise ServiceError(f"{self.name} on {self.address} was closed; it cannot start")
+        launched = not self.is_running()
+        if launched:
+            if self._process is not None:
+                self._process.terminate()  # it crashed: says so, and reaps it
+            self._process = _LocalProcess.launch(
+                self.name, self._command, self.scratch_dir, self.log_path
+            )
+        assert self._process is not None
+        self._wait_until_ready(deadline, self._process.check_running)
+        return launched
+
+    def stop(self) -> None:
+        """SIGTERM, SIGKILL after STOP_TIMEOUT_S; the scratch directory is kept."""
+        if self._process is not None:
+            self._process.terminate()
+            self._process = None
+
+    def kill(self) -> None:
+        """SIGKILL at once, as in a crash; the scratch directory is kept."""
+        if self._process is not None:
+            self._process.kill()
+            self._process = None
+
+    def close(self) -> None:
+        """Stop the server for good and remove its scratch directory; it cannot start again.
+
+        Interrupted while stopping, it can be called again: the process is kept until gone.
+        """
+        try:
+            self.stop()
+        finally:
+            self._closed = True
+            shutil.rmtree(self.scratch_dir, ignore_errors=True)
+
     def to_state(self) -> dict[str, object]:
-        return {
-            "type": "process",
-            "name": self.name,
-            "pid": self.pid,
-            "start_ticks": self.start_ticks,
-            "scratch_dir": str(self.scratch_dir),
-            "log_path": str(self.log_path),
-        }
+        if self._process is None:
+            raise ServiceError(f"{self.name} on {self.address} is not running")
+        return _process_state(self._process, self.scratch_dir)
+
+    def __repr__(self) -> str:
+        status = "closed" if self._closed else "running" if self.is_running() else "stopped"
+        return f"{type(self).__name__}({self.address}, {status}, pid {self.pid})"
 
 
-def _on_free_ports(start: Callable[[list[_Started]], str], started: list[_Started]) -> str:
+@dataclass
+class _LeftRunning:
+    """A local server that ``start`` left running, as ``stop`` finds it in the state file."""
+
+    process: _LocalProcess
+    scratch_dir: Path
+
+    @classmethod
+    def from_state(cls, entry: dict[str, Any]) -> _LeftRunning:
+        process = _LocalProcess(
+            name=entry["name"],
+            pid=entry["pid"],
+            start_ticks=entry["start_ticks"],
+            log_path=Path(entry["log_path"]),
+        )
+        return cls(process, Path(entry["scratch_dir"]))
+
+    @property
+    def name(self) -> str:
+        return self.process.name
+
+    def close(self) -> None:
+        try:
+            self.process.terminate()
+        finally:
+            shutil.rmtree(self.scratch_dir, ignore_errors=True)
+
+    def to_state(self) -> dict[str, object]:
+        return _process_state(self.process, self.scratch_dir)
+
+
+def _on_free_ports(start: Callable[[list[_Started]], _T], started: list[_Started]) -> _T:
     """Run a local ``start``, on new ports when another process took one of its ports.
 
     Ports are chosen free but bound by the server only seconds later (JVM start-up); on a busy
@@ -187,7 +322,7 @@ def _on_free_ports(start: Callable[[list[_Started]], str], started: list[_Starte
             failed = started[first_new:]
             del started[first_new:]
             names = ", ".join(handle.name for handle in failed)
-            _stop_all(failed)  # already exited: this reaps it and removes its scratch dir
+            _close_all(failed)  # already exited: this reaps it and removes its scratch dir
             _say(f"{names}: another process took a chosen port meanwhile; retrying")
             attempt += 1
 

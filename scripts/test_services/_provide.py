@@ -7,7 +7,7 @@ import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from ._common import KAFKA_ENV, REDIS_ENV, _say, _Started, _stop_all
+from ._common import KAFKA_ENV, REDIS_ENV, _close_all, _say, _Started
 from ._docker import (
     _configure_testcontainers,
     _docker_engine_answers,
@@ -15,8 +15,8 @@ from ._docker import (
     _redis_in_docker,
 )
 from ._processes import _on_free_ports, _sigterm_as_interrupt
-from .kafka import _kafka_local
-from .redis import _redis_local
+from .kafka import _start_local_kafka
+from .redis import _start_local_redis
 
 
 @dataclass(frozen=True)
@@ -38,7 +38,7 @@ def _kafka(started: list[_Started], *, detached: bool = False) -> str:
     if _docker_engine_answers():
         _configure_testcontainers(detached=detached)
         return _kafka_in_docker(started)
-    return _on_free_ports(_kafka_local, started)
+    return _on_free_ports(_start_local_kafka, started).bootstrap_servers
 
 
 def _redis(started: list[_Started], *, detached: bool = False) -> str:
@@ -48,7 +48,7 @@ def _redis(started: list[_Started], *, detached: bool = False) -> str:
     if _docker_engine_answers():
         _configure_testcontainers(detached=detached)
         return _redis_in_docker(started)
-    return _on_free_ports(_redis_local, started)
+    return _on_free_ports(_start_local_redis, started).url
 
 
 @contextlib.contextmanager
@@ -59,7 +59,7 @@ def provide_kafka() -> Iterator[str]:
         try:
             yield _kafka(started)
         finally:
-            _stop_all(started)
+            _close_all(started)
 
 
 @contextlib.contextmanager
@@ -70,7 +70,7 @@ def provide_redis() -> Iterator[str]:
         try:
             yield _redis(started)
         finally:
-            _stop_all(started)
+            _close_all(started)
 
 
 @contextlib.contextmanager
@@ -82,4 +82,4 @@ def provide_services() -> Iterator[Services]:
             redis_url = _redis(started)  # first: cheap, and it fails fast if it cannot start
             yield Services(kafka_bootstrap_servers=_kafka(started), redis_url=redis_url)
         finally:
-            _stop_all(started)
+            _close_all(started)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import functools
 import os
 import shutil
 import socket
@@ -16,7 +17,7 @@ import tempfile
 import time
 import uuid
 import xml.etree.ElementTree as ElementTree
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from string import Template
 
@@ -26,11 +27,20 @@ from ._common import (
     READY_TIMEOUT_S,
     SCRIPTS_DIR,
     ServiceError,
+    _close_all,
     _require_tool,
     _say,
     _Started,
 )
-from ._processes import _excerpt, _free_ports, _LocalProcess, _log_path, _read_log
+from ._processes import (
+    _excerpt,
+    _free_ports,
+    _LocalServer,
+    _log_path,
+    _on_free_ports,
+    _read_log,
+    _sigterm_as_interrupt,
+)
 
 KAFKA_POM = SCRIPTS_DIR / "kafka" / "pom.xml"
 KAFKA_PROPERTIES_TEMPLATE = SCRIPTS_DIR / "kafka" / "server.properties.template"
@@ -47,6 +57,14 @@ KAFKA_JVM_OPTIONS = (
     "-XX:+ExitOnOutOfMemoryError",
     "-Djava.awt.headless=true",
 )
+# Brokers of local_kafka() only. After a SIGKILL, the restarted controller keeps the dead
+# broker's registration until its session times out (9 s by default) and refuses the new one
+# meanwhile (DUPLICATE_BROKER_REGISTRATION): a shorter session makes a restart after a kill
+# about as quick as one after a stop. Shorter still risks fencing a busy broker.
+RESTARTABLE_PROPERTIES: Mapping[str, object] = {
+    "broker.heartbeat.interval.ms": 500,
+    "broker.session.timeout.ms": 3000,
+}
 LOG4J_PROPERTIES = """\
 log4j.rootLogger=INFO, stdout
 log4j.appender.stdout=org.apache.log4j.ConsoleAppender
@@ -122,56 +140,130 @@ def _java() -> str:
     return _require_tool("java", "install a JRE >= 11 (Debian: apt-get install openjdk-17-jre)")
 
 
-def _kafka_local(started: list[_Started]) -> str:
-    """Format KRaft storage in a temp dir and run a combined broker+controller on it."""
+class LocalKafka(_LocalServer):
+    """A single-node broker (KRaft, combined broker+controller) of our own, as local processes.
+
+    Its ports and its data directory stay the same across ``stop()``, ``kill()`` and
+    ``start()``, so a broker started again keeps its topics, records and committed offsets.
+    The data directory is removed by ``close()`` only. Get one from ``local_kafka()``.
+    """
+
+    name = "kafka"
+
+    def __init__(
+        self,
+        command: Sequence[str],
+        scratch_dir: Path,
+        log_path: Path,
+        *,
+        broker_port: int,
+        controller_port: int,
+    ) -> None:
+        super().__init__(command, scratch_dir, log_path)
+        self.broker_port = broker_port
+        self.controller_port = controller_port
+
+    @property
+    def address(self) -> str:
+        return f"{HOST}:{self.broker_port}"
+
+    @property
+    def bootstrap_servers(self) -> str:
+        return self.address
+
+    @property
+    def data_dir(self) -> Path:
+        """The broker's ``log.dirs``: its topics, its metadata log and committed offsets."""
+        return self.scratch_dir / "data"
+
+    @classmethod
+    def _format(cls, libs: Path, java: str, overrides: Mapping[str, object]) -> LocalKafka:
+        """Format KRaft storage in a temp dir, on free ports; nothing runs yet. ``overrides``
+        come after the template's settings, so they win."""
+        broker_port, controller_port = _free_ports(2)
+        scratch = Path(tempfile.mkdtemp(prefix=f"recsys-kafka-{broker_port}-"))
+        log_path = _log_path(f"kafka-{broker_port}")
+        try:
+            config = Template(KAFKA_PROPERTIES_TEMPLATE.read_text()).substitute(
+                broker_port=broker_port, controller_port=controller_port, log_dirs=scratch / "data"
+            )
+            if overrides:
+                config += "\n# Set by the caller.\n"
+                config += "".join(f"{key}={value}\n" for key, value in overrides.items())
+            properties = scratch / "server.properties"
+            properties.write_text(config)
+            # The scratch dir goes away at close; the log keeps the exact configuration.
+            log_path.write_text(f"# {properties}\n{config}\n")
+            log4j = scratch / "log4j.properties"
+            log4j.write_text(LOG4J_PROPERTIES)
+            jvm = [java, *KAFKA_JVM_OPTIONS, f"-Dlog4j.configuration={log4j.as_uri()}"]
+            jvm += ["-cp", f"{libs}/*"]
+            cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+            format_storage = [*jvm, "kafka.tools.StorageTool", "format"]
+            format_storage += ["-t", cluster_id, "-c", str(properties)]
+            with log_path.open("ab") as log:
+                formatted = subprocess.run(
+                    format_storage,
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    timeout=READY_TIMEOUT_S,
+                    check=False,
+                )
+            if formatted.returncode != 0:
+                raise ServiceError(
+                    f"formatting Kafka storage failed (exit {formatted.returncode}); "
+                    f"log {log_path}:\n{_excerpt(_read_log(log_path))}"
+                )
+        except BaseException:
+            shutil.rmtree(scratch, ignore_errors=True)
+            raise
+        command = [*jvm, "kafka.Kafka", str(properties)]
+        return cls(
+            command, scratch, log_path, broker_port=broker_port, controller_port=controller_port
+        )
+
+    def _wait_until_ready(self, deadline: float, check_running: Callable[[], None]) -> None:
+        _wait_for_kafka(self.bootstrap_servers, deadline, check_running)
+
+
+def _start_local_kafka(
+    started: list[_Started], properties: Mapping[str, object] | None = None
+) -> LocalKafka:
+    """A new broker on free ports, recorded in ``started`` before it is launched."""
     version = kafka_version()
     libs = _kafka_libs(version)
     java = _java()
     began = time.monotonic()
-    broker_port, controller_port = _free_ports(2)
-    scratch = Path(tempfile.mkdtemp(prefix=f"recsys-kafka-{broker_port}-"))
-    log_path = _log_path(f"kafka-{broker_port}")
-    try:
-        config = Template(KAFKA_PROPERTIES_TEMPLATE.read_text()).substitute(
-            broker_port=broker_port, controller_port=controller_port, log_dirs=scratch / "data"
-        )
-        properties = scratch / "server.properties"
-        properties.write_text(config)
-        # The scratch dir goes away at stop; the log keeps the exact configuration.
-        log_path.write_text(f"# {properties}\n{config}\n")
-        log4j = scratch / "log4j.properties"
-        log4j.write_text(LOG4J_PROPERTIES)
-        jvm = [java, *KAFKA_JVM_OPTIONS, f"-Dlog4j.configuration={log4j.as_uri()}"]
-        jvm += ["-cp", f"{libs}/*"]
-        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
-        format_storage = [*jvm, "kafka.tools.StorageTool", "format"]
-        format_storage += ["-t", cluster_id, "-c", str(properties)]
-        with log_path.open("ab") as log:
-            formatted = subprocess.run(
-                format_storage,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                timeout=READY_TIMEOUT_S,
-                check=False,
-            )
-        if formatted.returncode != 0:
-            raise ServiceError(
-                f"formatting Kafka storage failed (exit {formatted.returncode}); "
-                f"log {log_path}:\n{_excerpt(_read_log(log_path))}"
-            )
-        broker = _LocalProcess.launch(
-            "kafka", [*jvm, "kafka.Kafka", str(properties)], scratch, log_path
-        )
-    except BaseException:
-        shutil.rmtree(scratch, ignore_errors=True)
-        raise
+    broker = LocalKafka._format(libs, java, properties or {})
     started.append(broker)
-    bootstrap_servers = f"{HOST}:{broker_port}"
-    _wait_for_kafka(bootstrap_servers, began + READY_TIMEOUT_S, broker.check_running)
+    broker._start(began + READY_TIMEOUT_S)
     elapsed = time.monotonic() - began
-    _say(f"kafka local {version} ready on {bootstrap_servers} in {elapsed:.1f} s (log {log_path})")
-    return bootstrap_servers
+    _say(
+        f"kafka local {version} ready on {broker.bootstrap_servers} in {elapsed:.1f} s "
+        f"(log {broker.log_path})"
+    )
+    return broker
+
+
+@contextlib.contextmanager
+def local_kafka(properties: Mapping[str, object] | None = None) -> Iterator[LocalKafka]:
+    """Yield a private broker, started and ready; close it on exit, whatever happened.
+
+    Always local processes (Java and Maven's jars), whatever KAFKA_BOOTSTRAP_SERVERS says and
+    whether Docker answers: a test that stops, kills and restarts a broker needs one of its
+    own. Ports taken by another process during start-up are retried on new ones.
+    ``properties`` are broker settings over RESTARTABLE_PROPERTIES and the template's.
+    """
+    start = functools.partial(
+        _start_local_kafka, properties={**RESTARTABLE_PROPERTIES, **(properties or {})}
+    )
+    started: list[_Started] = []
+    with _sigterm_as_interrupt():
+        try:
+            yield _on_free_ports(start, started)
+        finally:
+            _close_all(started)
 
 
 def _wait_for_port(address: str, deadline: float, check_running: Callable[[], None]) -> None:

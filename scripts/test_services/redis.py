@@ -6,17 +6,34 @@ stay instant.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shlex
 import shutil
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
-from ._common import HOST, READY_TIMEOUT_S, ServiceError, _require_tool, _say, _Started
-from ._processes import _excerpt, _free_ports, _LocalProcess, _log_path, _read_log
+from ._common import (
+    HOST,
+    READY_TIMEOUT_S,
+    ServiceError,
+    _close_all,
+    _require_tool,
+    _say,
+    _Started,
+)
+from ._processes import (
+    _excerpt,
+    _free_ports,
+    _LocalServer,
+    _log_path,
+    _on_free_ports,
+    _read_log,
+    _sigterm_as_interrupt,
+)
 
 APT_TIMEOUT_S = 600.0
 
@@ -51,27 +68,68 @@ def _redis_server() -> str:
     return _require_tool("redis-server", f"apt-get did not install it; log {log_path}")
 
 
-def _redis_local(started: list[_Started]) -> str:
-    """An in-memory redis-server: no RDB, no AOF, its working dir a throwaway temp dir."""
+class LocalRedis(_LocalServer):
+    """An in-memory redis-server of our own: no RDB, no AOF, its working dir a temp dir.
+
+    Its port stays the same across ``stop()``, ``kill()`` and ``start()``; being in memory
+    only, it starts again empty. Get one from ``local_redis()``.
+    """
+
+    name = "redis"
+
+    def __init__(
+        self, command: Sequence[str], scratch_dir: Path, log_path: Path, *, port: int
+    ) -> None:
+        super().__init__(command, scratch_dir, log_path)
+        self.port = port
+
+    @property
+    def address(self) -> str:
+        return f"{HOST}:{self.port}"
+
+    @property
+    def url(self) -> str:
+        return f"redis://{self.address}/0"
+
+    @classmethod
+    def _on_free_port(cls, redis_server: str) -> LocalRedis:
+        (port,) = _free_ports(1)
+        scratch = Path(tempfile.mkdtemp(prefix=f"recsys-redis-{port}-"))
+        command = [
+            redis_server, "--bind", HOST, "--port", str(port), "--save", "", "--appendonly", "no",
+            "--dir", str(scratch), "--daemonize", "no", "--logfile", "",
+        ]  # fmt: skip
+        return cls(command, scratch, _log_path(f"redis-{port}"), port=port)
+
+    def _wait_until_ready(self, deadline: float, check_running: Callable[[], None]) -> None:
+        _wait_for_redis(self.url, deadline, check_running)
+
+
+def _start_local_redis(started: list[_Started]) -> LocalRedis:
+    """A new server on a free port, recorded in ``started`` before it is launched."""
     redis_server = _redis_server()
     began = time.monotonic()
-    (port,) = _free_ports(1)
-    scratch = Path(tempfile.mkdtemp(prefix=f"recsys-redis-{port}-"))
-    log_path = _log_path(f"redis-{port}")
-    command = [
-        redis_server, "--bind", HOST, "--port", str(port), "--save", "", "--appendonly", "no",
-        "--dir", str(scratch), "--daemonize", "no", "--logfile", "",
-    ]  # fmt: skip
-    try:
-        server = _LocalProcess.launch("redis", command, scratch, log_path)
-    except BaseException:
-        shutil.rmtree(scratch, ignore_errors=True)
-        raise
+    server = LocalRedis._on_free_port(redis_server)
     started.append(server)
-    url = f"redis://{HOST}:{port}/0"
-    _wait_for_redis(url, began + READY_TIMEOUT_S, server.check_running)
-    _say(f"redis local ready at {url} in {time.monotonic() - began:.1f} s (log {log_path})")
-    return url
+    server._start(began + READY_TIMEOUT_S)
+    elapsed = time.monotonic() - began
+    _say(f"redis local ready at {server.url} in {elapsed:.1f} s (log {server.log_path})")
+    return server
+
+
+@contextlib.contextmanager
+def local_redis() -> Iterator[LocalRedis]:
+    """Yield a private Redis server, started and ready; close it on exit, whatever happened.
+
+    Always a local process, whatever REDIS_URL says and whether Docker answers: a test that
+    stops, kills and restarts a server needs one of its own.
+    """
+    started: list[_Started] = []
+    with _sigterm_as_interrupt():
+        try:
+            yield _on_free_ports(_start_local_redis, started)
+        finally:
+            _close_all(started)
 
 
 def _wait_for_redis(url: str, deadline: float, check_running: Callable[[], None]) -> None:
