@@ -141,30 +141,37 @@ class _LocalProcess:
         """SIGTERM the process group, SIGKILL it after STOP_TIMEOUT_S."""
         if not self.is_ours():
             _say(f"{self.name} (pid {self.pid}) had already exited")
-        else:
-            began = time.monotonic()
-            os.killpg(self.pid, signal.SIGTERM)
-            if not self._wait_gone(STOP_TIMEOUT_S):
-                _say(f"{self.name} (pid {self.pid}) ignored SIGTERM; sending SIGKILL")
-                os.killpg(self.pid, signal.SIGKILL)
-                self._wait_gone(STOP_TIMEOUT_S)
-            _say(f"stopped {self.name} (pid {self.pid}) in {time.monotonic() - began:.1f} s")
-        self._reap()
+            self._wait_gone(STOP_TIMEOUT_S)  # reaps it
+            return
+        began = time.monotonic()
+        os.killpg(self.pid, signal.SIGTERM)
+        if not self._wait_gone(STOP_TIMEOUT_S):
+            _say(f"{self.name} (pid {self.pid}) ignored SIGTERM; sending SIGKILL")
+            os.killpg(self.pid, signal.SIGKILL)
+            self._wait_gone(STOP_TIMEOUT_S)
+        _say(f"stopped {self.name} (pid {self.pid}) in {time.monotonic() - began:.1f} s")
 
     def kill(self) -> None:
         """SIGKILL the process group: no shutdown hooks, no flushing, as in a crash."""
         if self.is_ours():
             os.killpg(self.pid, signal.SIGKILL)
-            if not self._wait_gone(STOP_TIMEOUT_S):
-                raise ServiceError(f"{self.name} (pid {self.pid}) survived SIGKILL")
             _say(f"killed {self.name} (pid {self.pid}) with SIGKILL")
-        self._reap()
-
-    def _reap(self) -> None:
-        if self.popen is not None:
-            self.popen.poll()
+        if not self._wait_gone(STOP_TIMEOUT_S):
+            raise ServiceError(f"{self.name} (pid {self.pid}) survived SIGKILL")
 
     def _wait_gone(self, timeout_s: float) -> bool:
+        """True once the process is gone, within ``timeout_s``.
+
+        The process that launched it waits for it, which also reaps it: a multi-threaded
+        leader (the JVM) turns zombie while its other threads still exit and hold its
+        sockets, so a zombie leader does not mean that its ports are free yet.
+        """
+        if self.popen is not None:
+            try:
+                self.popen.wait(timeout_s)
+            except subprocess.TimeoutExpired:
+                return False
+            return True
         deadline = time.monotonic() + timeout_s
         while self.is_ours():
             if time.monotonic() > deadline:
@@ -233,7 +240,7 @@ class _LocalServer(abc.ABC):
         launched = not self.is_running()
         if launched:
             if self._process is not None:
-                self._process.terminate()  # it crashed: says so, and reaps it
+                self._process.terminate()  # it crashed: says so, and waits until it is gone
             self._process = _LocalProcess.launch(
                 self.name, self._command, self.scratch_dir, self.log_path
             )
