@@ -338,6 +338,12 @@ def _interrupt_on_sigterm(_signum: int, _frame: FrameType | None) -> None:
     raise KeyboardInterrupt
 
 
+# Contexts of _sigterm_as_interrupt open now. Pytest does not exit them last in, first out: a
+# module's fixture is torn down before a session's that it outlived, and the handler must stay
+# until the last of them ends.
+_sigterm_holders = 0
+
+
 @contextlib.contextmanager
 def _sigterm_as_interrupt() -> Iterator[None]:
     """Make SIGTERM unwind like Ctrl-C while services are provided through the API.
@@ -346,14 +352,19 @@ def _sigterm_as_interrupt() -> Iterator[None]:
     in sessions of their own, would outlive it. A handler that someone else installed (the
     command line's, for one) is left alone, as is everything outside the main thread.
     """
-    if (
-        threading.current_thread() is not threading.main_thread()
-        or signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL
+    global _sigterm_holders
+    handler = signal.getsignal(signal.SIGTERM)
+    if threading.current_thread() is not threading.main_thread() or handler not in (
+        signal.SIG_DFL,
+        _interrupt_on_sigterm,
     ):
         yield
         return
     signal.signal(signal.SIGTERM, _interrupt_on_sigterm)
+    _sigterm_holders += 1
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        _sigterm_holders -= 1
+        if _sigterm_holders == 0:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
