@@ -44,11 +44,11 @@ lint: venv ## ruff: lint and formatting.
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-typecheck: venv ## mypy on the core package.
+typecheck: venv ## mypy (strict) on the core, the adapters, scripts/ and the tests.
 	$(BIN)/mypy
 
 pytest: venv ## Only the tests, with a real Kafka and Redis started (and stopped) around them.
-	$(BIN)/python scripts/test_services.py run -- $(BIN)/pytest $(PYTEST_ARGS)
+	$(BIN)/python -m scripts.test_services run -- $(BIN)/pytest $(PYTEST_ARGS)
 
 bench: venv ## Run the benchmarks and print each goal beside its measured figure.
 	PYTHONPATH=. $(BIN)/python benchmarks/run.py $(BENCH)

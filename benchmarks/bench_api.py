@@ -33,10 +33,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
-from common import ROOT, Result, save, save_skipped, test_services
+from common import ROOT, Result, save, save_skipped
 
 from recsys_stream.serving import ModelSnapshot, UserRecommendations, UserState
 from recsys_stream.settings import RedisSettings
+from scripts.test_services import provide_redis
 from services.cache.redis_cache import RedisCache
 
 COMMAND = ".venv/bin/python benchmarks/bench_api.py (make bench)"
@@ -55,7 +56,7 @@ async def ping() -> dict[str, str]:
 
 @contextlib.contextmanager
 def redis_server() -> Iterator[str]:
-    with test_services().provide_redis() as url:
+    with provide_redis() as url:
         yield url
 
 

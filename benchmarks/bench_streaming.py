@@ -25,15 +25,16 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord
-from common import NO_ML_100K, Result, ml_100k_root, save, save_skipped, test_services
+from common import NO_ML_100K, Result, ml_100k_root, save, save_skipped
 
 from recsys_stream.data import load_dataset
 from recsys_stream.events import decode
 from recsys_stream.serving import InMemorySink
 from recsys_stream.settings import KafkaSettings, Settings
 from replay.service import ReplayConfig, Replayer
+from scripts.test_services import provide_kafka
+from scripts.trainer_process import TrainerProcess
 from services.trainer.worker import Message, TrainerCore
-from tests.integration.processes import Trainer
 
 COMMAND = ".venv/bin/python benchmarks/bench_streaming.py (make bench)"
 DATA = "MovieLens 100K u.data (100,000 events), Kafka 3.9 on the same machine, 3 partitions"
@@ -41,7 +42,7 @@ DATA = "MovieLens 100K u.data (100,000 events), Kafka 3.9 on the same machine, 3
 
 @contextlib.contextmanager
 def kafka() -> Iterator[str]:
-    with test_services().provide_kafka() as servers:
+    with provide_kafka() as servers:
         yield servers
 
 
@@ -49,11 +50,11 @@ def _kafka(servers: str, topic: str) -> KafkaSettings:
     return KafkaSettings(bootstrap_servers=servers, topic=topic)
 
 
-def _trainer(servers: str, topic: str, workdir: Path) -> Trainer:
+def _trainer(servers: str, topic: str, workdir: Path) -> TrainerProcess:
     """The trainer as deployed (its own process), on the device it would pick."""
     folder = workdir / topic
     folder.mkdir()
-    trainer = Trainer(servers, topic, folder, RECSYS_LEARNER__DEVICE="auto")
+    trainer = TrainerProcess(servers, topic, folder, RECSYS_LEARNER__DEVICE="auto")
     trainer.start()
     return trainer
 

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import platform
 import subprocess
-import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import orjson
@@ -84,19 +81,6 @@ def ml_100k_root() -> Path | None:
     """The data directory when it holds ml-100k/, else None (the benchmark is skipped)."""
     root = data_dir()
     return root if root is not None and (root / "ml-100k").is_dir() else None
-
-
-def test_services() -> ModuleType:
-    """scripts/test_services.py, which provides Kafka and Redis as `make test` does."""
-    spec = importlib.util.spec_from_file_location(
-        "recsys_test_services", ROOT / "scripts" / "test_services.py"
-    )
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 def save_skipped(benchmark: str, result: Result, reason: str) -> int:

@@ -54,10 +54,7 @@ ONE_SHOT_RESTARTS: Final = ("no", "on-failure")
 READY_TIMEOUT_S: Final = 180.0
 STOP_GRACE_S: Final = 60.0
 
-_VARIABLE = re.compile(
-    r"\$(?:(?P<escaped>\$)|\{(?P<braced>[A-Za-z_][A-Za-z0-9_]*)"
-    r"(?:(?P<operator>:?[-?])(?P<argument>[^}]*))?\}|(?P<plain>[A-Za-z_][A-Za-z0-9_]*))"
-)
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 class ComposeError(RuntimeError):
@@ -65,7 +62,8 @@ class ComposeError(RuntimeError):
 
 
 def interpolate(value: str, variables: Mapping[str, str]) -> str:
-    """``value`` with compose's variable syntax replaced from ``variables``.
+    """``value`` with compose's variable syntax replaced from ``variables`` (defaults may hold
+    variables themselves).
 
     >>> interpolate("${A:-x}/${B}/$$", {"B": "b"})
     'x/b/$'
@@ -74,24 +72,56 @@ def interpolate(value: str, variables: Mapping[str, str]) -> str:
     ...
     scripts.compose_local.ComposeError: set A
     """
+    out: list[str] = []
+    at = 0
+    while (dollar := value.find("$", at)) >= 0:
+        out.append(value[at:dollar])
+        following = value[dollar + 1 : dollar + 2]
+        if following == "$":
+            out.append("$")
+            at = dollar + 2
+        elif following == "{":
+            end = _closing_brace(value, dollar + 2)
+            out.append(_expand(value[dollar + 2 : end], variables))
+            at = end + 1
+        elif name := _NAME.match(value, dollar + 1):
+            out.append(variables.get(name[0], ""))
+            at = name.end()
+        else:
+            out.append("$")
+            at = dollar + 1
+    out.append(value[at:])
+    return "".join(out)
 
-    def replace(match: re.Match[str]) -> str:
-        if match["escaped"]:
-            return "$"
-        name = match["braced"] or match["plain"]
-        operator, argument = match["operator"], match["argument"] or ""
-        present = name in variables
-        given = variables.get(name, "")
-        if operator in (":-", "-"):
-            use_default = not given if operator == ":-" else not present
-            return interpolate(argument, variables) if use_default else given
-        if operator in (":?", "?"):
-            missing = not given if operator == ":?" else not present
-            if missing:
-                raise ComposeError(argument or f"{name} is required")
-        return given
 
-    return _VARIABLE.sub(replace, value)
+def _closing_brace(value: str, start: int) -> int:
+    depth = 1
+    for position in range(start, len(value)):
+        depth += {"{": 1, "}": -1}.get(value[position], 0)
+        if depth == 0:
+            return position
+    raise ComposeError(f"unclosed ${{ in {value!r}")
+
+
+def _expand(expression: str, variables: Mapping[str, str]) -> str:
+    """One ``${...}``: ``NAME``, ``NAME:-default``, ``NAME-default``, ``NAME:?error``..."""
+    name = _NAME.match(expression)
+    if name is None:
+        raise ComposeError(f"invalid variable ${{{expression}}}")
+    rest = expression[name.end() :]
+    present, given = name[0] in variables, variables.get(name[0], "")
+    for operator in (":-", "-", ":?", "?"):
+        if rest.startswith(operator):
+            argument = rest[len(operator) :]
+            unset = not given if operator.startswith(":") else not present
+            if operator.endswith("-"):
+                return interpolate(argument, variables) if unset else given
+            if unset:
+                raise ComposeError(interpolate(argument, variables) or f"{name[0]} is required")
+            return given
+    if rest:
+        raise ComposeError(f"invalid variable ${{{expression}}}")
+    return given
 
 
 @dataclass(frozen=True)

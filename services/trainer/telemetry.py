@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import threading
 import time
+import typing
 from collections import deque
 from collections.abc import Iterable, Mapping
 from typing import Final
@@ -60,6 +61,8 @@ class TrainerTelemetry:
             ("reason",),
             registry=self.registry,
         )
+        for code in typing.get_args(ErrorCode):  # every kind shows, at 0 until it occurs
+            self.dead_letters.labels(code)
         self.freshness = Histogram(
             "recsys_trainer_freshness_seconds",
             "Seconds from an event's produce time to the end of the batch that learned it.",

@@ -6,13 +6,13 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.integration.processes import Trainer
+from scripts.trainer_process import TrainerProcess
 
 
 @pytest.fixture
-def trainers() -> Iterator[list[Trainer]]:
+def trainers() -> Iterator[list[TrainerProcess]]:
     """Trainers a test starts; stopped at the end whatever happened."""
-    started: list[Trainer] = []
+    started: list[TrainerProcess] = []
     yield started
     for trainer in started:
         trainer.stop()

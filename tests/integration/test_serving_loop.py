@@ -13,10 +13,10 @@ from pydantic import SecretStr
 from recsys_stream.data import generate_synthetic
 from recsys_stream.settings import ApiSettings, KafkaSettings, RedisSettings, Settings
 from replay.service import ReplayConfig, Replayer
+from scripts.trainer_process import TrainerProcess
 from services.api.app import create_app
 from services.cache.redis_cache import RedisCache
 from services.publishers import KafkaEventPublisher
-from tests.integration.processes import Trainer
 
 pytestmark = pytest.mark.integration
 KEY = "test-key"
@@ -31,13 +31,13 @@ def _settings(servers: str, redis_url: str, topic: str) -> Settings:
 
 
 def test_posted_events_change_the_users_recommendations(
-    kafka_bootstrap_servers: str, redis_url: str, tmp_path: Path, trainers: list[Trainer]
+    kafka_bootstrap_servers: str, redis_url: str, tmp_path: Path, trainers: list[TrainerProcess]
 ) -> None:
     topic = f"loop-{uuid.uuid4().hex[:8]}"
     history = generate_synthetic(3_000, n_users=100, n_items=200, seed=9).ratings
     kafka = KafkaSettings(bootstrap_servers=kafka_bootstrap_servers, topic=topic)
     Replayer(ReplayConfig(kafka=kafka), "warmup").run(history)
-    trainer = Trainer(kafka_bootstrap_servers, topic, tmp_path)
+    trainer = TrainerProcess(kafka_bootstrap_servers, topic, tmp_path)
     trainers.append(trainer)
     trainer.start()
     trainer.wait_for(lambda s: s["events_learned"] >= len(history))

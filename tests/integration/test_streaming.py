@@ -20,9 +20,10 @@ from typer.testing import CliRunner
 from recsys_stream.data import generate_synthetic, load_dataset
 from recsys_stream.settings import KafkaSettings
 from replay.service import ReplayConfig, Replayer, ensure_topic
+from scripts.trainer_process import TrainerProcess
 from services.cli import app
 from services.topics import BrokerUnavailableError
-from tests.integration.processes import Trainer, read_all
+from tests.integration.processes import read_all
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
@@ -56,12 +57,15 @@ def _replay(
 
 
 def test_the_trainer_learns_every_replayed_event(
-    kafka_bootstrap_servers: str, ratings: pd.DataFrame, tmp_path: Path, trainers: list[Trainer]
+    kafka_bootstrap_servers: str,
+    ratings: pd.DataFrame,
+    tmp_path: Path,
+    trainers: list[TrainerProcess],
 ) -> None:
     topic = _topic()
     summary = _replay(kafka_bootstrap_servers, topic, ratings, partitions=3)
     assert summary.sent == summary.acknowledged == EVENTS
-    trainer = Trainer(kafka_bootstrap_servers, topic, tmp_path)
+    trainer = TrainerProcess(kafka_bootstrap_servers, topic, tmp_path)
     trainers.append(trainer)
     trainer.start()
     status = trainer.wait_for(lambda s: s["events_learned"] >= EVENTS)
@@ -74,11 +78,14 @@ def test_the_trainer_learns_every_replayed_event(
 
 
 def test_a_trainer_killed_mid_stream_learns_every_event_exactly_once(
-    kafka_bootstrap_servers: str, ratings: pd.DataFrame, tmp_path: Path, trainers: list[Trainer]
+    kafka_bootstrap_servers: str,
+    ratings: pd.DataFrame,
+    tmp_path: Path,
+    trainers: list[TrainerProcess],
 ) -> None:
     topic = _topic()
     _replay(kafka_bootstrap_servers, topic, ratings, partitions=3)
-    trainer = Trainer(
+    trainer = TrainerProcess(
         kafka_bootstrap_servers, topic, tmp_path, RECSYS_TRAINER__CHECKPOINT_EVERY_EVENTS="3000"
     )
     trainers.append(trainer)
@@ -100,7 +107,7 @@ def test_a_trainer_killed_mid_stream_learns_every_event_exactly_once(
 
 
 def test_malformed_messages_go_to_the_dead_letter_topic(
-    kafka_bootstrap_servers: str, tmp_path: Path, trainers: list[Trainer]
+    kafka_bootstrap_servers: str, tmp_path: Path, trainers: list[TrainerProcess]
 ) -> None:
     topic = _topic()
     ensure_topic(_config(kafka_bootstrap_servers, topic))
@@ -119,7 +126,7 @@ def test_malformed_messages_go_to_the_dead_letter_topic(
         producer.send(topic, value=payload, key=b"k", partition=n % 3)
     producer.flush()
     producer.close()
-    trainer = Trainer(kafka_bootstrap_servers, topic, tmp_path)
+    trainer = TrainerProcess(kafka_bootstrap_servers, topic, tmp_path)
     trainers.append(trainer)
     trainer.start()
     status = trainer.wait_for(lambda s: s["events_learned"] >= 50 and s["dead_letters"] >= 4)
@@ -282,3 +289,27 @@ def test_a_replay_stopped_like_ctrl_c_and_resumed_sends_every_event_exactly_once
         for record in read_all(kafka_bootstrap_servers, topic)
     ]
     assert sorted(ids) == sorted(f"test:{i}" for i in range(len(frame)))
+
+
+def test_a_trainer_started_before_its_topic_exists_learns_what_comes_later(
+    kafka_bootstrap_servers: str, tmp_path: Path, trainers: list[TrainerProcess]
+) -> None:
+    topic = _topic()
+    trainer = TrainerProcess(kafka_bootstrap_servers, topic, tmp_path, RECSYS_KAFKA__PARTITIONS="4")
+    trainers.append(trainer)
+    trainer.start()
+    trainer.wait_for(lambda s: True)  # up, subscribed: the trainer declared its topics
+    consumer = KafkaConsumer(bootstrap_servers=kafka_bootstrap_servers)
+    try:
+        assert consumer.partitions_for_topic(topic) == {0, 1, 2, 3}
+        assert consumer.partitions_for_topic(f"{topic}.dead-letter") == {0, 1, 2, 3}
+    finally:
+        consumer.close()
+    producer = KafkaProducer(bootstrap_servers=kafka_bootstrap_servers)
+    for n in range(1_000):
+        event = {"user_id": n % 40, "item_id": n % 90, "rating": 4.0, "timestamp": n}
+        producer.send(topic, value=orjson.dumps(event), key=str(n % 40).encode())
+    producer.flush()
+    producer.close()
+    status = trainer.wait_for(lambda s: s["events_learned"] >= 1_000)
+    assert status["events_learned"] == 1_000
