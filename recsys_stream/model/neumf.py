@@ -118,19 +118,22 @@ class ContextualNeuMF:
 
     # ----------------------------------------------------------------- representations
 
+    @staticmethod
+    def _context_vectors(inputs: BatchInputs, items: torch.Tensor) -> torch.Tensor:
+        """``[B, L, dim]`` embeddings of each row's context items (padding reads row 0; the
+        callers weigh it 0). Gathered once per step for both the user vector and the rating
+        head's attention: its backward is then one scatter-add."""
+        return F.embedding(inputs.context_items.clamp(min=0), items)
+
     def _user_vectors(
-        self, inputs: BatchInputs, items: torch.Tensor, users: torch.Tensor
+        self, inputs: BatchInputs, context_vectors: torch.Tensor, users: torch.Tensor
     ) -> torch.Tensor:
-        """``h_u`` per row. ``items`` and ``users`` are the tables to read (plain weights when
-        scoring, differentiable leaves when training)."""
-        context = inputs.context_items
-        present = context >= 0
+        """``h_u`` per row. ``users`` is the table to read (the plain weights when scoring, a
+        differentiable leaf when training)."""
+        present = inputs.context_items >= 0
         weights = torch.exp(self.dense.slot_logits)[None, :] * present
         weights = weights / weights.sum(1, keepdim=True).clamp(min=1e-6)
-        # embedding_bag pools without materialising the [B, L, dim] context tensor.
-        pooled = F.embedding_bag(
-            context.clamp(min=0), items, per_sample_weights=weights, mode="sum"
-        )
+        pooled = torch.bmm(weights.unsqueeze(1), context_vectors).squeeze(1)
         user_rows = inputs.users
         user_vectors = users[user_rows.clamp(min=0)] * (user_rows >= 0)[:, None]
         return self.dense.user_gate * user_vectors + pooled
@@ -140,13 +143,13 @@ class ContextualNeuMF:
         inputs: BatchInputs,
         user_vectors: torch.Tensor,
         item_vectors: torch.Tensor,
-        items: torch.Tensor,
+        context_vectors: torch.Tensor,
     ) -> torch.Tensor:
         dense = self.dense
-        context = inputs.context_items
-        present = context >= 0
-        # <e_i, e_c> for every context item c: one product with the table, then a gather.
-        affinity = (item_vectors @ items.T).gather(1, context.clamp(min=0))
+        present = inputs.context_items >= 0
+        # <e_i, e_c> for the L context items of each row only (a product with the whole table
+        # would cost rows x catalogue, forward and backward).
+        affinity = torch.bmm(context_vectors, item_vectors.unsqueeze(2)).squeeze(2)
         logits = affinity * torch.exp(dense.attention_log_temperature)
         logits = (logits + dense.attention_slot_logits[None, :]).masked_fill(~present, _MASKED)
         attention = torch.softmax(logits, dim=1) * present
@@ -163,7 +166,8 @@ class ContextualNeuMF:
 
     @torch.no_grad()
     def user_vectors(self, inputs: BatchInputs) -> torch.Tensor:
-        return self._user_vectors(inputs, self.item_embedding.weight, self.user_embedding.weight)
+        context_vectors = self._context_vectors(inputs, self.item_embedding.weight)
+        return self._user_vectors(inputs, context_vectors, self.user_embedding.weight)
 
     @torch.no_grad()
     def item_scores(
@@ -181,9 +185,10 @@ class ContextualNeuMF:
         items = self.item_embedding.active()
         if len(items) == 0:
             return inputs.rating_baseline
-        user_vectors = self._user_vectors(inputs, items, self.user_embedding.weight)
+        context_vectors = self._context_vectors(inputs, items)
+        user_vectors = self._user_vectors(inputs, context_vectors, self.user_embedding.weight)
         item_vectors = items[inputs.items.clamp(min=0)] * (inputs.items >= 0)[:, None]
-        return self._rating(inputs, user_vectors, item_vectors, items)
+        return self._rating(inputs, user_vectors, item_vectors, context_vectors)
 
     # ----------------------------------------------------------------------- learning
 
@@ -198,7 +203,10 @@ class ContextualNeuMF:
         remapped = _remap(inputs, local, user_inverse)
         item_table = self.item_embedding.take(item_rows)
         bias = self.item_bias.take(item_rows)[:, 0]
-        user_vectors = self._user_vectors(remapped, item_table, self.user_embedding.take(user_rows))
+        context_vectors = self._context_vectors(remapped, item_table)
+        user_vectors = self._user_vectors(
+            remapped, context_vectors, self.user_embedding.take(user_rows)
+        )
         targets = remapped.items
         prior = inputs.popularity_prior[item_rows]
         logits = torch.addmm(
@@ -216,15 +224,12 @@ class ContextualNeuMF:
             inputs.ratings >= self.relevance_threshold, 1.0, config.irrelevant_weight
         )
         ranking = (F.cross_entropy(logits, targets, reduction="none") * weights).sum()
-        predicted = self._rating(remapped, user_vectors, item_table[targets], item_table)
+        predicted = self._rating(remapped, user_vectors, item_table[targets], context_vectors)
         rating = 0.5 * ((predicted - inputs.ratings) ** 2).sum()
         self.optimizer.zero_grad()
         loss: torch.Tensor = ranking + config.rating_weight * rating
         loss.backward()  # type: ignore[no-untyped-call]
-        for parameter in self.dense.parameters():
-            if parameter.grad is not None:
-                parameter.grad /= len(inputs)
-        self.optimizer.step()
+        self.optimizer.step(grad_scale=1.0 / len(inputs))
         self.item_embedding.step()
         self.item_bias.step()
         self.user_embedding.step()

@@ -102,14 +102,19 @@ class EmbeddingTable:
             self._leaf = self._rows = None
             return
         gradient = self._leaf.grad
+        values = self._leaf.detach()
         if self.weight_decay:
             # L2 on the rows this step touched (lazy, as usual for sparse updates).
-            gradient = gradient + self.weight_decay * self._leaf.detach()
-        accumulator = self.accumulator[self._rows] + gradient * gradient
-        self.accumulator[self._rows] = accumulator
-        self.weight[self._rows] = self._leaf.detach() - self.lr * gradient / (
-            accumulator.sqrt() + _EPSILON
-        )
+            gradient = gradient + self.weight_decay * values
+        rows = self._rows
+        accumulator = torch.addcmul(self.accumulator[rows], gradient, gradient)
+        updated = torch.addcdiv(values, gradient, accumulator.sqrt().add_(_EPSILON), value=-self.lr)
+        if isinstance(rows, slice):
+            self.accumulator[rows] = accumulator
+            self.weight[rows] = updated
+        else:  # unique rows (take's contract): a copy per row, no accumulation needed
+            self.accumulator.index_copy_(0, rows, accumulator)
+            self.weight.index_copy_(0, rows, updated)
         self._leaf = self._rows = None
 
     def state_dict(self) -> dict[str, Any]:
