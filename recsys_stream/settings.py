@@ -57,6 +57,16 @@ class KafkaSettings(BaseModel):
     connect_timeout_s: float = Field(
         default=15.0, gt=0, description="How long one attempt to reach the brokers may take."
     )
+    envelope_max_events: int = Field(
+        default=500,
+        ge=1,
+        le=10_000,
+        description="Most events a producer (replay, API) packs into one message; 1: one "
+        "event per message.",
+    )
+    envelope_max_bytes: int = Field(
+        default=256 * 1024, ge=64, le=1_000_000, description="Most bytes of one envelope."
+    )
 
 
 class TrainerSettings(BaseModel):
@@ -67,6 +77,12 @@ class TrainerSettings(BaseModel):
         default=0.05,
         gt=0,
         description="Learn a partial micro-batch after waiting this long for more events.",
+    )
+    take_messages: int = Field(
+        default=512,
+        ge=1,
+        description="Most Kafka messages handed to the learner at once (an envelope holds "
+        "many events; they are learned in micro-batches of stream.batch_size events).",
     )
     checkpoint_path: Path = Field(
         default_factory=lambda: _default_cache_dir() / "trainer" / "trainer.ckpt"
@@ -107,6 +123,12 @@ class ReplaySettings(BaseModel):
     )
     compression: Literal["lz4", "gzip", "snappy", "zstd"] | None = "lz4"
     linger_ms: int = Field(default=20, ge=0, description="Producer batching delay.")
+    envelope_linger_ms: int = Field(
+        default=20,
+        ge=0,
+        description="A paced replay sends a partly filled envelope once its first event has "
+        "waited this long (events are never held back for more).",
+    )
     batch_bytes: int = Field(default=256 * 1024, ge=1_024, description="Producer batch size.")
 
     def state_file(self, dataset: str, topic: str) -> Path:

@@ -1,7 +1,9 @@
 """The replay service: a dataset's ratings, in timestamp order, into a Kafka topic.
 
-Events are keyed by user id, so one user's events keep their order in one partition, and carry
-an ``event_id`` of ``<dataset>:<index>`` (the position in stream order). The producer is
+Events go to their user's partition (Kafka's murmur2 of the user id), so one user's events keep
+their order in one partition, packed into envelopes of many events per message (see
+:mod:`recsys_stream.events.envelope`), and carry an ``event_id`` of ``<dataset>:<index>`` (the
+position in stream order). The producer is
 idempotent, batches and compresses. Pacing is by event time (``speed``: event-time seconds per
 wall second), by rate (events per second) or none (``max_speed``).
 
@@ -27,12 +29,19 @@ import orjson
 import pandas as pd
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.errors import KafkaError
-from kafka.partitioner.default import murmur2
 
-from recsys_stream.events import EventValidationError, RatingEvent, encode
+from recsys_stream.events import (
+    ENVELOPE_OVERHEAD,
+    EventValidationError,
+    RatingEvent,
+    check_bounds,
+    decode_message,
+    encode,
+    join_envelope,
+)
 from recsys_stream.files import atomic_write
 from recsys_stream.settings import KafkaSettings, ReplaySettings, Settings
-from services.topics import BrokerUnavailableError, ensure_topics
+from services.topics import BrokerUnavailableError, ensure_topics, partition_of
 
 log = logging.getLogger(__name__)
 
@@ -106,6 +115,8 @@ class ReplaySummary:
     skipped_bad_rows: int = 0
     skipped_already_sent: int = 0
     failed: int = 0
+    messages: int = 0
+    """Kafka messages the events went in (envelopes hold many)."""
     next_index: int = 0
     interrupted: bool = False
     seconds: float = 0.0
@@ -114,12 +125,6 @@ class ReplaySummary:
     @property
     def events_per_second(self) -> float:
         return self.sent / self.seconds if self.seconds > 0 else 0.0
-
-
-def partition_of(key: bytes, partitions: int) -> int:
-    """Kafka's default partition of a key (murmur2, as the Java client computes it)."""
-    partition: int = (murmur2(key) & 0x7FFFFFFF) % partitions
-    return partition
 
 
 def ensure_topic(config: ReplayConfig) -> int:
@@ -187,13 +192,11 @@ class Replayer:
             while remaining and time.monotonic() < deadline:
                 for tp, records in consumer.poll(timeout_ms=500).items():
                     for record in records:
-                        try:
-                            event_id = orjson.loads(record.value).get("event_id") or ""
-                        except (orjson.JSONDecodeError, AttributeError):
-                            event_id = ""
-                        if isinstance(event_id, str) and event_id.startswith(prefix):
-                            index = int(event_id[len(prefix) :])
-                            highest[tp.partition] = max(highest.get(tp.partition, -1), index)
+                        for event in decode_message(record.value).events:
+                            event_id = event.event_id or ""
+                            if event_id.startswith(prefix):
+                                index = int(event_id[len(prefix) :])
+                                highest[tp.partition] = max(highest.get(tp.partition, -1), index)
                         if record.offset + 1 >= ends[tp]:
                             remaining.discard(tp)
             if remaining:
@@ -211,8 +214,11 @@ class Replayer:
     ) -> ReplaySummary:
         """Send the selected events; returns what was sent (also when stopped or interrupted).
 
-        Sending runs in chunks: between two chunks the producer is flushed, every send of the
-        chunk is checked, and the state file records how far the acknowledged prefix goes.
+        Events are packed per partition into envelopes (at most ``kafka.envelope_max_events``
+        and ``kafka.envelope_max_bytes`` each; one event per message when the first is 1).
+        Sending runs in chunks: between two chunks every envelope is sent, the producer is
+        flushed, every send is checked, and the state file records how far the acknowledged
+        prefix goes.
         """
         config = self.config
         partitions = ensure_topic(config)
@@ -228,12 +234,12 @@ class Replayer:
             scan_from = self._end_offsets(partitions)
         summary = ReplaySummary(next_index=start)
         producer = self._producer()
+        outbox = _Outbox(producer, config)
         stop = len(ratings) if config.stop_index is None else min(config.stop_index, len(ratings))
         first_time = float(ratings["timestamp"].iloc[start]) if start < stop else 0.0
         partition_of_user: dict[int, int] = {}
         started = time.monotonic()
         next_index = start  # every event before it is settled (sent and acknowledged, or skipped)
-        pending: list[tuple[int, Any]] = []
         last_settled = started
         try:
             for chunk_start in range(start, stop, _CHUNK):
@@ -252,49 +258,43 @@ class Replayer:
                     if index <= already.get(partition, -1):
                         summary.skipped_already_sent += 1
                         continue
-                    self._pace(timestamp - first_time, summary.sent, started)
-                    future = producer.send(
-                        config.topic, value=payload, key=str(user).encode(), partition=partition
-                    )
-                    pending.append((index, future))
+                    self._wait_until_due(outbox, timestamp - first_time, summary.sent, started)
+                    outbox.add(partition, index, user, payload)
                     summary.sent += 1
                     if on_progress is not None and summary.sent % 256 == 0:
                         on_progress(summary.sent, timestamp)
                     if time.monotonic() - last_settled >= _SETTLE_EVERY_S:
                         # A slow (paced) replay records its progress at least every second.
-                        next_index = self._settle_and_save(
-                            producer, pending, scan_from, summary, index + 1
-                        )
+                        next_index = self._settle_and_save(outbox, scan_from, summary, index + 1)
                         last_settled = time.monotonic()
-                next_index = self._settle_and_save(
-                    producer, pending, scan_from, summary, chunk_stop
-                )
+                next_index = self._settle_and_save(outbox, scan_from, summary, chunk_stop)
                 last_settled = time.monotonic()
         except (_StopRequestedError, KeyboardInterrupt):
             summary.interrupted = True
-            last_sent = pending[-1][0] + 1 if pending else next_index
-            failed = self._settle(producer, pending, scan_from, summary)
-            next_index = last_sent if failed is None else failed
+            outbox.send_all()  # what was buffered counts as sent: settle it with the rest
+            last_sent = outbox.last_index + 1 if outbox.last_index is not None else next_index
+            failed = self._settle(outbox, scan_from, summary)
+            next_index = max(next_index, last_sent) if failed is None else failed
             self._save_state(next_index, scan_from)
         finally:
             producer.close()
         summary.seconds = time.monotonic() - started
         summary.next_index = next_index
+        summary.messages = outbox.messages
         if on_progress is not None:
             on_progress(summary.sent, 0.0)
         return summary
 
     def _settle_and_save(
         self,
-        producer: KafkaProducer,
-        pending: list[tuple[int, Any]],
+        outbox: _Outbox,
         scan_from: dict[int, int],
         summary: ReplaySummary,
         settled_until: int,
     ) -> int:
-        """Settle the pending sends; record that every event before ``settled_until`` is done
-        (or, on a failure, stop there)."""
-        failed = self._settle(producer, pending, scan_from, summary)
+        """Send and settle everything; record that every event before ``settled_until`` is
+        done (or, on a failure, stop there)."""
+        failed = self._settle(outbox, scan_from, summary)
         next_index = settled_until if failed is None else failed
         self._save_state(next_index, scan_from)
         if failed is not None:
@@ -302,23 +302,21 @@ class Replayer:
         return next_index
 
     def _settle(
-        self,
-        producer: KafkaProducer,
-        pending: list[tuple[int, Any]],
-        scan_from: dict[int, int],
-        summary: ReplaySummary,
+        self, outbox: _Outbox, scan_from: dict[int, int], summary: ReplaySummary
     ) -> int | None:
-        """Flush, check every send and advance ``scan_from``; the first index that failed."""
-        producer.flush()
-        for index, future in pending:
+        """Send what is buffered, flush, check every send and advance ``scan_from``; the first
+        index of the first message that failed."""
+        outbox.send_all()
+        outbox.producer.flush()
+        for first, count, future in outbox.pending:
             if future.failed():
-                summary.failed += 1
-                log.error("event %d was not delivered: %s", index, future.exception)
-                return index
+                summary.failed += count
+                log.error("events from %d were not delivered: %s", first, future.exception)
+                return first
             metadata = future.value
             scan_from[metadata.partition] = metadata.offset + 1
-            summary.acknowledged += 1
-        pending.clear()
+            summary.acknowledged += count
+        outbox.pending.clear()
         return None
 
     def _prepare(
@@ -388,8 +386,11 @@ class Replayer:
         finally:
             consumer.close()
 
-    def _pace(self, event_seconds: float, sent: int, started: float) -> None:
-        """Wait until this event is due: by rate, or by event time at the given speed."""
+    def _wait_until_due(
+        self, outbox: _Outbox, event_seconds: float, sent: int, started: float
+    ) -> None:
+        """Wait until this event is due (by rate, or by event time at the given speed),
+        sending the envelopes whose first event would otherwise wait past its linger."""
         config = self.config
         if config.rate is not None:
             due = started + sent / config.rate
@@ -397,6 +398,74 @@ class Replayer:
             due = started + event_seconds / config.speed
         else:
             return
-        delay = due - time.monotonic()
-        if delay > 0:
-            self._stop.wait(delay)
+        while (now := time.monotonic()) < due and not self._stop.is_set():
+            linger_ends = outbox.linger_ends()
+            if linger_ends is not None and linger_ends <= due:
+                self._stop.wait(max(0.0, linger_ends - now))
+                outbox.send_all()
+            else:
+                self._stop.wait(due - now)
+
+
+class _Outbox:
+    """Encoded events waiting per partition, sent as envelopes; and the sends not settled."""
+
+    def __init__(self, producer: KafkaProducer, config: ReplayConfig) -> None:
+        self.producer = producer
+        self.topic = config.topic
+        self.max_events = config.kafka.envelope_max_events
+        self.max_bytes = config.kafka.envelope_max_bytes
+        self.linger_s = config.producer.envelope_linger_ms / 1000
+        check_bounds(self.max_events, self.max_bytes)
+        self._buffers: dict[int, list[tuple[int, int, bytes]]] = {}
+        self._sizes: dict[int, int] = {}
+        self._since: dict[int, tuple[float, float]] = {}
+        """Per partition, when its buffer's first event came: (monotonic, wall clock)."""
+        self.pending: list[tuple[int, int, Any]] = []
+        """``(first index, events, future)`` of each message sent and not yet settled."""
+        self.last_index: int | None = None
+        self.messages = 0
+
+    def add(self, partition: int, index: int, user: int, encoded: bytes) -> None:
+        buffer = self._buffers.setdefault(partition, [])
+        size = self._sizes.get(partition, ENVELOPE_OVERHEAD)
+        if buffer and (len(buffer) >= self.max_events or size + len(encoded) + 1 > self.max_bytes):
+            self.send(partition)
+            buffer, size = self._buffers.setdefault(partition, []), ENVELOPE_OVERHEAD
+        if not buffer:
+            self._since[partition] = (time.monotonic(), time.time())
+        buffer.append((index, user, encoded))
+        self._sizes[partition] = size + len(encoded) + 1
+        if len(buffer) >= self.max_events:
+            self.send(partition)
+        elif (ends := self.linger_ends()) is not None and time.monotonic() >= ends:
+            self.send_all()
+
+    def linger_ends(self) -> float | None:
+        """When the longest-waiting buffered event has waited its linger (monotonic)."""
+        if not self._since:
+            return None
+        return min(first for first, _ in self._since.values()) + self.linger_s
+
+    def send(self, partition: int) -> None:
+        buffer = self._buffers.pop(partition, [])
+        self._sizes.pop(partition, None)
+        if not buffer:
+            return
+        events = [encoded for _, _, encoded in buffer]
+        value = events[0] if len(events) == 1 else join_envelope(events)
+        future = self.producer.send(
+            self.topic,
+            value=value,
+            key=str(buffer[0][1]).encode(),  # the (first) event's user, as a single event has
+            partition=partition,
+            # The message's time is when its first event was ready: freshness counts the wait.
+            timestamp_ms=int(self._since.pop(partition)[1] * 1000),
+        )
+        self.pending.append((buffer[0][0], len(buffer), future))
+        self.last_index = max(self.last_index or -1, buffer[-1][0])
+        self.messages += 1
+
+    def send_all(self) -> None:
+        for partition in list(self._buffers):
+            self.send(partition)

@@ -2,7 +2,9 @@
 
 Both take a request's events whole. The Kafka publisher first makes sure the topic's partitions
 have leaders (bounded wait), so a broker that is down answers at once and nothing is sent; then
-it sends every event (idempotent producer, ``acks=all``) and waits for all acknowledgements.
+it packs the events into envelopes per target partition (the user's, as the replay does, so
+each user's events stay in order), sends them (idempotent producer, ``acks=all``) and waits for
+all acknowledgements.
 """
 
 from __future__ import annotations
@@ -13,9 +15,10 @@ import logging
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
-from recsys_stream.events import InMemoryEventLog, RatingEvent, encode
+from recsys_stream.events import InMemoryEventLog, RatingEvent, encode, pack
 from recsys_stream.serving import PublishError
 from recsys_stream.settings import KafkaSettings
+from services.topics import partition_of
 
 log = logging.getLogger(__name__)
 
@@ -59,10 +62,24 @@ class KafkaEventPublisher:
             raise PublishError(f"Kafka topic {topic} is unavailable: {exc!r}") from exc
         if not partitions:
             raise PublishError(f"Kafka topic {topic} has no partitions")
+        by_partition: dict[int, list[RatingEvent]] = {}
+        for event in events:
+            partition = partition_of(str(event.user_id).encode(), len(partitions))
+            by_partition.setdefault(partition, []).append(event)
         try:
             sends = [
-                await producer.send(topic, value=encode(event), key=str(event.user_id).encode())
-                for event in events
+                await producer.send(
+                    topic,
+                    value=encode(group[0]) if count == 1 else envelope,
+                    key=str(group[0].user_id).encode(),
+                    partition=partition,
+                )
+                for partition, group in by_partition.items()
+                for envelope, count in pack(
+                    group,
+                    max_events=self.settings.envelope_max_events,
+                    max_bytes=self.settings.envelope_max_bytes,
+                )
             ]
             await asyncio.wait_for(asyncio.gather(*sends), self.timeout_s)
         except (TimeoutError, KafkaError, OSError) as exc:

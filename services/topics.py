@@ -15,10 +15,22 @@ from collections.abc import Sequence
 from kafka import KafkaAdminClient, KafkaConsumer
 from kafka.admin import NewTopic
 from kafka.errors import KafkaError, TopicAlreadyExistsError
+from kafka.partitioner.default import murmur2
 
 from recsys_stream.settings import KafkaSettings
 
 log = logging.getLogger(__name__)
+
+
+def partition_of(key: bytes, partitions: int) -> int:
+    """Kafka's default partition of a key (murmur2, as the Java client computes it): where a
+    producer that packs a user's events into envelopes sends them.
+
+    >>> partition_of(b"196", 3) == partition_of(b"196", 3)
+    True
+    """
+    partition: int = (murmur2(key) & 0x7FFFFFFF) % partitions
+    return partition
 
 
 class BrokerUnavailableError(RuntimeError):

@@ -8,6 +8,20 @@ the embedded event log that stands in for Kafka in one process.
 
 from recsys_stream.events.batch import EventBatch
 from recsys_stream.events.codec import decode, encode
+from recsys_stream.events.envelope import (
+    ENVELOPE_OVERHEAD,
+    ENVELOPE_VERSION,
+    MAX_ENVELOPE_BYTES,
+    MAX_ENVELOPE_EVENTS,
+    Decoded,
+    Invalid,
+    check_bounds,
+    decode_message,
+    encode_envelope,
+    join_envelope,
+    json_type,
+    pack,
+)
 from recsys_stream.events.log import InMemoryEventLog, LogConsumer, LogRecord, partition_for
 from recsys_stream.events.rating import (
     MAX_EVENT_BYTES,
@@ -24,6 +38,10 @@ from recsys_stream.events.rating import (
 )
 
 __all__ = [
+    "ENVELOPE_OVERHEAD",
+    "ENVELOPE_VERSION",
+    "MAX_ENVELOPE_BYTES",
+    "MAX_ENVELOPE_EVENTS",
     "MAX_EVENT_BYTES",
     "MAX_ID",
     "MAX_TEXT_LENGTH",
@@ -32,14 +50,22 @@ __all__ = [
     "RATING_MIN",
     "REQUIRED_FIELDS",
     "TIMESTAMP_MAX",
+    "Decoded",
     "ErrorCode",
     "EventBatch",
     "EventValidationError",
     "InMemoryEventLog",
+    "Invalid",
     "LogConsumer",
     "LogRecord",
     "RatingEvent",
+    "check_bounds",
     "decode",
+    "decode_message",
     "encode",
+    "encode_envelope",
+    "join_envelope",
+    "json_type",
+    "pack",
     "partition_for",
 ]

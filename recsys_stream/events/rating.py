@@ -35,7 +35,7 @@ _KNOWN_FIELDS: Final = frozenset(REQUIRED_FIELDS + OPTIONAL_FIELDS)
 
 ErrorCode = Literal[
     "empty", "too_large", "invalid_json", "not_an_object", "unknown_field", "missing_field",
-    "invalid_field",
+    "invalid_field", "invalid_envelope",
 ]  # fmt: skip
 """What kind of defect, in one word from a fixed set (a metric label, a dead letter's header)."""
 

@@ -17,6 +17,8 @@ class DeadLetter:
     """Where it was read (e.g. ``ratings/2@1234``), for the operator who replays it."""
     code: ErrorCode = "invalid_field"
     """The kind of defect (see :class:`~recsys_stream.events.EventValidationError`)."""
+    index: int | None = None
+    """The event's position in its envelope (None: the whole message)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -31,7 +31,7 @@ import numpy.typing as npt
 from recsys_stream.base import StreamingRecommender
 from recsys_stream.baselines import CoocKNN, most_popular, recent_popular
 from recsys_stream.evaluation import PrequentialEvaluator
-from recsys_stream.events import EventBatch, EventValidationError, RatingEvent, decode
+from recsys_stream.events import EventBatch, RatingEvent, decode_message
 from recsys_stream.learner import OnlineLearner
 from recsys_stream.report import LossSeries, StreamReport
 from recsys_stream.serving import DeadLetter, OutputSink, UserRecommendations
@@ -46,21 +46,29 @@ class BatchResult:
     dead_letters: list[DeadLetter]
     relevant: int
     hits: dict[str, int]
+    valid_per_message: list[int] = field(default_factory=list)
+    """For :meth:`StreamProcessor.process_records`: each message's count of valid events."""
 
 
 def decode_records(
     payloads: Sequence[bytes | None], sources: Sequence[str] | None = None
-) -> tuple[list[RatingEvent], list[DeadLetter]]:
-    """Decode messages; the invalid ones come back as dead letters with their reason."""
+) -> tuple[list[RatingEvent], list[DeadLetter], list[int]]:
+    """Decode messages (single events or envelopes): the valid events in order, the dead
+    letters with their reason (and index in their envelope), and each message's count of
+    valid events."""
     events: list[RatingEvent] = []
     dead: list[DeadLetter] = []
-    for index, payload in enumerate(payloads):
-        try:
-            events.append(decode(payload))
-        except EventValidationError as exc:
-            source = sources[index] if sources is not None else ""
-            dead.append(DeadLetter(payload, str(exc), source, exc.code))
-    return events, dead
+    valid: list[int] = []
+    for position, payload in enumerate(payloads):
+        decoded = decode_message(payload)
+        events.extend(decoded.events)
+        valid.append(len(decoded.events))
+        source = sources[position] if sources is not None else ""
+        dead.extend(
+            DeadLetter(bad.payload, str(bad.error), source, bad.error.code, bad.index)
+            for bad in decoded.invalid
+        )
+    return events, dead, valid
 
 
 class StreamProcessor:
@@ -73,10 +81,14 @@ class StreamProcessor:
         sink: OutputSink,
         *,
         top_k: int = 10,
+        batch_size: int = 512,
         metrics_every_events: int = 5_000,
         snapshot_every_events: int = 5_000,
     ) -> None:
         self.learner = learner
+        self.batch_size = batch_size
+        """Most events of one micro-batch: records holding more (envelopes) are learned in
+        several."""
         self.evaluator = evaluator
         self.sink = sink
         self.top_k = top_k
@@ -119,20 +131,26 @@ class StreamProcessor:
             rating_range=rating_range,
             window=stream.window,
         )
-        return cls(online, evaluator, sink, top_k=stream.k)
+        return cls(online, evaluator, sink, top_k=stream.k, batch_size=stream.batch_size)
 
     def process_records(
         self, payloads: Sequence[bytes | None], sources: Sequence[str] | None = None
     ) -> BatchResult:
-        """Decode a micro-batch of messages, route the bad ones, process the good ones."""
-        events, dead = decode_records(payloads, sources)
+        """Decode messages (single events or envelopes), route the bad ones, process the good
+        ones in micro-batches of at most :attr:`batch_size` events, in order."""
+        events, dead, valid = decode_records(payloads, sources)
         if dead:
             self.dead_letters += len(dead)
             self.sink.publish_dead_letters(dead)
-        if not events:
-            return BatchResult(0, dead, 0, {})
-        result = self.process_batch(EventBatch.from_events(events))
-        return BatchResult(result.learned, dead, result.relevant, result.hits)
+        learned = relevant = 0
+        hits: dict[str, int] = {}
+        for batch in EventBatch.from_events(events).split(self.batch_size):
+            result = self.process_batch(batch)
+            learned += result.learned
+            relevant += result.relevant
+            for name, count in result.hits.items():
+                hits[name] = hits.get(name, 0) + count
+        return BatchResult(learned, dead, relevant, hits, valid)
 
     def process_batch(self, batch: EventBatch) -> BatchResult:
         """Evaluate every model on the batch, let each learn it, publish the touched users."""

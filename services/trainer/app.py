@@ -120,10 +120,10 @@ class TrainerService:
         # noack_take (a Stream method, not on StreamT) yields the events themselves, whose
         # messages carry the offsets to acknowledge.
         events_of = cast(faust.Stream[Any], stream)
-        batch_size = self.settings.stream.batch_size
+        take = self.settings.trainer.take_messages
         timeout = self.settings.trainer.batch_timeout_s
         loop = asyncio.get_running_loop()
-        async for events in events_of.noack_take(batch_size, timeout):
+        async for events in events_of.noack_take(take, timeout):
             messages = [
                 Message(
                     event.message.topic,
@@ -154,6 +154,7 @@ class TrainerService:
                     ("reason", letter.reason.encode()),
                     ("code", letter.code.encode()),
                     ("source", letter.source.encode()),
+                    *([("index", str(letter.index).encode())] if letter.index is not None else []),
                     ("failed_at", str(time.time()).encode()),
                 ],
             )
@@ -161,13 +162,14 @@ class TrainerService:
     def _count(self, messages: Sequence[Message], handled: Handled) -> None:
         now = time.time()
         fresh = [
-            now - m.timestamp
-            for m in messages[handled.skipped :]
-            if m.timestamp is not None and m.value is not None
+            now - message.timestamp
+            for message, learned in zip(messages, handled.learned_per_message, strict=True)
+            if message.timestamp is not None
+            for _ in range(learned)
         ]
         self._freshness.extend(fresh)
         self.telemetry.batch(
-            consumed=len(messages),
+            consumed=handled.events,
             dead_letters=[letter.code for letter in handled.dead_letters],
             freshness=fresh,
         )

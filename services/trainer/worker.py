@@ -57,6 +57,14 @@ class Handled:
     skipped: int
     """Messages learned before a restart (below the checkpoint's positions)."""
     dead_letters: list[DeadLetter]
+    learned_per_message: list[int] = field(default_factory=list)
+    """Events learned from each message of the batch, in order (0 for a skipped one; an
+    envelope holds many)."""
+
+    @property
+    def events(self) -> int:
+        """Events in the messages not skipped, valid or not."""
+        return self.learned + len(self.dead_letters)
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,20 +150,23 @@ class TrainerCore:
 
     def handle(self, messages: Sequence[Message]) -> Handled:
         """Learn the messages not learned before (in order); route the invalid ones."""
-        fresh = [m for m in messages if not self.already_learned(m)]
-        skipped = len(messages) - len(fresh)
-        if not fresh:
-            return Handled(0, skipped, [])
+        fresh = [not self.already_learned(m) for m in messages]
+        chosen = [m for m, new in zip(messages, fresh, strict=True) if new]
+        skipped = len(messages) - len(chosen)
+        if not chosen:
+            return Handled(0, skipped, [], [0] * len(messages))
         result = self.processor.process_records(
-            [m.value for m in fresh], [f"{m.source}@{m.offset}" for m in fresh]
+            [m.value for m in chosen], [f"{m.source}@{m.offset}" for m in chosen]
         )
-        for message in fresh:
+        for message in chosen:
             key = message.source
             self.positions[key] = max(self.positions.get(key, 0), message.offset + 1)
         self.learned_since_checkpoint += result.learned
         if result.learned:
             self.last_learned_at = time.time()
-        return Handled(result.learned, skipped, result.dead_letters)
+        learned = iter(result.valid_per_message)
+        per_message = [next(learned) if new else 0 for new in fresh]
+        return Handled(result.learned, skipped, result.dead_letters, per_message)
 
     # -------------------------------------------------------------------- checkpoints
 

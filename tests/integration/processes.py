@@ -7,6 +7,8 @@ from typing import Any
 
 from kafka import KafkaConsumer, TopicPartition
 
+from recsys_stream.events import RatingEvent, decode_message
+
 
 def read_all(servers: str, topic: str) -> list[Any]:
     """Every message of the topic, read to the end offsets (no sleeps: a bounded poll loop)."""
@@ -25,3 +27,24 @@ def read_all(servers: str, topic: str) -> list[Any]:
         return records
     finally:
         consumer.close()
+
+
+def read_events(servers: str, topic: str) -> list[tuple[int, RatingEvent]]:
+    """Every event of the topic with its partition, envelopes opened, in each partition's
+    order."""
+    return [
+        (record.partition, event)
+        for record in read_all(servers, topic)
+        for event in decode_message(record.value).events
+    ]
+
+
+def end_offsets(servers: str, topic: str) -> dict[str, int]:
+    """Each partition's end offset, keyed as the trainer's positions are (``topic/partition``)."""
+    consumer = KafkaConsumer(bootstrap_servers=servers)
+    try:
+        partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic)]
+        ends = consumer.end_offsets(partitions)
+    finally:
+        consumer.close()
+    return {f"{topic}/{tp.partition}": offset for tp, offset in ends.items()}

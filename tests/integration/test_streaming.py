@@ -14,7 +14,7 @@ from typing import Any
 import orjson
 import pandas as pd
 import pytest
-from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka import KafkaConsumer, KafkaProducer
 from typer.testing import CliRunner
 
 from recsys_stream.data import generate_synthetic, load_dataset
@@ -22,8 +22,8 @@ from recsys_stream.settings import KafkaSettings
 from replay.service import ReplayConfig, Replayer, ensure_topic
 from scripts.trainer_process import TrainerProcess
 from services.cli import app
-from services.topics import BrokerUnavailableError
-from tests.integration.processes import read_all
+from services.topics import BrokerUnavailableError, partition_of
+from tests.integration.processes import end_offsets, read_all, read_events
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
@@ -71,7 +71,8 @@ def test_the_trainer_learns_every_replayed_event(
     status = trainer.wait_for(lambda s: s["events_learned"] >= EVENTS)
     assert status["events_learned"] == EVENTS
     assert status["events_evaluated"] == EVENTS
-    assert sum(status["positions"].values()) == EVENTS
+    # Every message consumed: each partition's position is its end offset.
+    assert status["positions"] == end_offsets(kafka_bootstrap_servers, topic)
     trainer.stop()
     assert trainer.process is not None
     assert trainer.process.returncode == 0
@@ -86,7 +87,12 @@ def test_a_trainer_killed_mid_stream_learns_every_event_exactly_once(
     topic = _topic()
     _replay(kafka_bootstrap_servers, topic, ratings, partitions=3)
     trainer = TrainerProcess(
-        kafka_bootstrap_servers, topic, tmp_path, RECSYS_TRAINER__CHECKPOINT_EVERY_EVENTS="3000"
+        kafka_bootstrap_servers,
+        topic,
+        tmp_path,
+        RECSYS_TRAINER__CHECKPOINT_EVERY_EVENTS="3000",
+        # Small takes of envelopes, so that the status moves (and the kill lands) mid-stream.
+        RECSYS_TRAINER__TAKE_MESSAGES="2",
     )
     trainers.append(trainer)
     trainer.start()
@@ -99,11 +105,7 @@ def test_a_trainer_killed_mid_stream_learns_every_event_exactly_once(
     # position is its end offset.
     assert after["events_learned"] == EVENTS
     assert after["events_evaluated"] == EVENTS
-    consumer = KafkaConsumer(bootstrap_servers=kafka_bootstrap_servers)
-    partitions = [TopicPartition(topic, p) for p in range(3)]
-    ends = consumer.end_offsets(partitions)
-    consumer.close()
-    assert after["positions"] == {f"{topic}/{tp.partition}": ends[tp] for tp in partitions}
+    assert after["positions"] == end_offsets(kafka_bootstrap_servers, topic)
 
 
 def test_malformed_messages_go_to_the_dead_letter_topic(
@@ -198,28 +200,40 @@ def test_a_replay_killed_and_resumed_sends_every_event_exactly_once(
         timeout=300,
     )
     assert finished.returncode == 0, finished.stderr
-    records = read_all(kafka_bootstrap_servers, topic)
-    ids = [orjson.loads(record.value)["event_id"] for record in records]
+    ids = [event.event_id for _, event in read_events(kafka_bootstrap_servers, topic)]
     assert len(ids) == len(set(ids)) == len(frame)
     assert set(ids) == {f"ml-latest-small:{i}" for i in range(len(frame))}
 
 
-def test_replay_keys_by_user_and_keeps_each_users_order(
-    kafka_bootstrap_servers: str, ratings: pd.DataFrame
+@pytest.mark.parametrize("envelope_max_events", [1, 500])
+def test_replay_sends_each_user_to_their_partition_in_order(
+    kafka_bootstrap_servers: str, ratings: pd.DataFrame, envelope_max_events: int
 ) -> None:
     topic = _topic()
     frame = ratings.iloc[:3000]
-    _replay(kafka_bootstrap_servers, topic, frame, partitions=4)
+    kafka = KafkaSettings(
+        bootstrap_servers=kafka_bootstrap_servers,
+        topic=topic,
+        partitions=4,
+        envelope_max_events=envelope_max_events,
+    )
+    summary = Replayer(ReplayConfig(kafka=kafka), "test").run(frame)
+    records = read_all(kafka_bootstrap_servers, topic)
+    assert len(records) == summary.messages
+    if envelope_max_events == 1:
+        assert summary.messages == len(frame)  # one event per message, as any producer sends
+    else:
+        assert summary.messages < len(frame) / 50
     by_user: dict[int, list[tuple[int, int]]] = {}
-    for record in read_all(kafka_bootstrap_servers, topic):
-        event = orjson.loads(record.value)
-        assert record.key == str(event["user_id"]).encode()
-        index = int(event["event_id"].split(":")[1])
-        by_user.setdefault(event["user_id"], []).append((record.partition, index))
+    for partition, event in read_events(kafka_bootstrap_servers, topic):
+        assert partition == partition_of(str(event.user_id).encode(), 4)
+        assert event.event_id is not None
+        index = int(event.event_id.split(":")[1])
+        by_user.setdefault(event.user_id, []).append((partition, index))
+    assert sum(len(placed) for placed in by_user.values()) == len(frame)
     for user, placed in by_user.items():
-        assert len({partition for partition, _ in placed}) == 1, user
         indexes = [index for _, index in placed]
-        assert indexes == sorted(indexes)
+        assert indexes == sorted(indexes), user
 
 
 def test_bad_rows_are_counted_and_never_sent(
@@ -232,7 +246,7 @@ def test_bad_rows_are_counted_and_never_sent(
     summary = _replay(kafka_bootstrap_servers, topic, frame, partitions=1)
     assert summary.skipped_bad_rows == 2
     assert summary.sent == 98
-    assert len(read_all(kafka_bootstrap_servers, topic)) == 98
+    assert len(read_events(kafka_bootstrap_servers, topic)) == 98
 
 
 def test_an_unreachable_broker_is_a_clear_error_after_a_bounded_wait() -> None:
@@ -284,10 +298,7 @@ def test_a_replay_stopped_like_ctrl_c_and_resumed_sends_every_event_exactly_once
         "test",
     ).run(frame)
     assert interrupted.sent + resumed.sent == len(frame)
-    ids = [
-        orjson.loads(record.value)["event_id"]
-        for record in read_all(kafka_bootstrap_servers, topic)
-    ]
+    ids = [event.event_id or "" for _, event in read_events(kafka_bootstrap_servers, topic)]
     assert sorted(ids) == sorted(f"test:{i}" for i in range(len(frame)))
 
 
@@ -313,3 +324,36 @@ def test_a_trainer_started_before_its_topic_exists_learns_what_comes_later(
     producer.close()
     status = trainer.wait_for(lambda s: s["events_learned"] >= 1_000)
     assert status["events_learned"] == 1_000
+
+
+def test_the_invalid_events_of_an_envelope_go_to_the_dead_letter_topic_with_their_index(
+    kafka_bootstrap_servers: str, tmp_path: Path, trainers: list[TrainerProcess]
+) -> None:
+    topic = _topic()
+    ensure_topic(_config(kafka_bootstrap_servers, topic))
+    elements: list[object] = [
+        {"user_id": n % 9, "item_id": 20 + n % 11, "rating": 4.0, "timestamp": 100 + n}
+        for n in range(40)
+    ]
+    elements[7] = {"user_id": 1, "item_id": 2, "rating": 0.1, "timestamp": 1}
+    elements[31] = "not an event"
+    producer = KafkaProducer(bootstrap_servers=kafka_bootstrap_servers)
+    producer.send(topic, value=orjson.dumps({"version": 1, "events": elements}), partition=0)
+    producer.send(topic, value=b'{"version": 1, "events": [', partition=1)
+    producer.flush()
+    producer.close()
+    trainer = TrainerProcess(kafka_bootstrap_servers, topic, tmp_path)
+    trainers.append(trainer)
+    trainer.start()
+    status = trainer.wait_for(lambda s: s["events_learned"] >= 38 and s["dead_letters"] >= 3)
+    assert (status["events_learned"], status["dead_letters"]) == (38, 3)
+    letters = {
+        dict(record.headers).get("index", b"-"): record
+        for record in read_all(kafka_bootstrap_servers, f"{topic}.dead-letter")
+    }
+    assert set(letters) == {b"7", b"31", b"-"}
+    assert orjson.loads(letters[b"7"].value)["rating"] == 0.1
+    assert dict(letters[b"7"].headers)["code"] == b"invalid_field"
+    assert dict(letters[b"31"].headers)["code"] == b"not_an_object"
+    assert letters[b"-"].value == b'{"version": 1, "events": ['
+    assert dict(letters[b"-"].headers)["code"] == b"invalid_json"
