@@ -78,6 +78,20 @@ class TrainerSettings(BaseModel):
         gt=0,
         description="Learn a partial micro-batch after waiting this long for more events.",
     )
+    faust_cython: bool = Field(
+        default=False, description="faust-streaming's cython_optimizations (its C stream iterator)."
+    )
+    faust_monitor: bool = Field(
+        default=True,
+        description="Faust's Monitor sensor (per-event statistics); off: a sensor that records "
+        "nothing.",
+    )
+    stream_buffer_maxsize: int = Field(
+        default=4096, ge=1, description="Faust's buffer of fetched messages per partition."
+    )
+    max_poll_records: int | None = Field(
+        default=None, ge=1, description="Most records one fetch returns (None: the client's)."
+    )
     take_messages: int = Field(
         default=512,
         ge=1,
@@ -209,8 +223,12 @@ class RetrainConfig:
     """Start a retrain after this much wall time since the last one (None: never by time)."""
     epochs: int = 2
     batch_size: int = 512
-    background: bool = True
-    """Run in a thread while online learning goes on (False: inline, for tests and tools)."""
+    where: Literal["process", "thread", "inline"] = "process"
+    """``process``: in a child process while online learning goes on, without sharing its
+    interpreter; ``thread``: in a thread of the learner's process; ``inline``: at once, online
+    learning waiting (deterministic: for tests and tools)."""
+    threads: int = 1
+    """torch threads of a retrain in a process; online learning keeps the other cores."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,6 +12,7 @@ serving its state (top-K lists, user states, model snapshots).
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from typing import Any
@@ -27,6 +28,7 @@ from recsys_stream.learner.device import resolve_device
 from recsys_stream.learner.features import StreamFeatures
 from recsys_stream.learner.replay_buffer import ReplayBuffer, concatenate
 from recsys_stream.learner.retrain import BackgroundRetrain
+from recsys_stream.learner.retrain_process import ProcessRetrain
 from recsys_stream.model import BatchInputs, ContextualNeuMF
 from recsys_stream.serving import ModelSnapshot, UserState
 from recsys_stream.settings import RELEVANCE_THRESHOLD, LearnerConfig
@@ -58,7 +60,9 @@ class OnlineLearner:
         self.events_learned = 0
         self.retrains_completed = 0
         self.last_losses: dict[str, float] = {}
-        self._retrain: BackgroundRetrain | None = None
+        self._retrain: BackgroundRetrain | ProcessRetrain | None = None
+        self._threads: int | None = None
+        """Online learning's torch threads before a retrain in a process took some."""
         self._scoring_cache: tuple[tuple[int, int, int], BatchInputs] | None = None
         self._events_at_last_retrain = 0
         self._time_of_last_retrain = time.monotonic()
@@ -116,21 +120,28 @@ class OnlineLearner:
         with self.lock:
             if self._retrain is not None:
                 return
-            snapshot = StreamFeatures.from_state_dict(self.features.state_dict(), self.features)
+            config = self.config.retrain
             self._events_at_last_retrain = self.events_learned
             self._time_of_last_retrain = time.monotonic()
             seed = self.config.seed + self.version
-            self._retrain = BackgroundRetrain(
-                snapshot, self._new_model(seed), self.config.retrain, seed=seed
-            )
+            model = self._new_model(seed)
+            if config.where == "process":
+                self._retrain = ProcessRetrain(self.features, model, config, seed=seed)
+                # The retrain's cores are taken from online learning while it runs.
+                self._threads = torch.get_num_threads()
+                torch.set_num_threads(max(1, (os.cpu_count() or 1) - config.threads))
+            else:
+                snapshot = StreamFeatures.from_state_dict(self.features.state_dict(), self.features)
+                self._retrain = BackgroundRetrain(snapshot, model, config, seed=seed)
             self._retrain.start()
-            if self._retrain.ready and not self.config.retrain.background:
+            if config.where == "inline":
                 self._finish_retrain()
 
     def _finish_retrain(self) -> None:
         retrain, self._retrain = self._retrain, None
         assert retrain is not None
         model = retrain.finish()
+        self._restore_threads()
         if model is None:
             return
         model.ensure_rows(len(self.features.users), len(self.features.items))
@@ -144,9 +155,24 @@ class OnlineLearner:
             retrain, self._retrain = self._retrain, None
         if retrain is not None:
             retrain.cancel()
+            self._restore_threads()
+
+    def _restore_threads(self) -> None:
+        if self._threads is not None:
+            torch.set_num_threads(self._threads)
+            self._threads = None
+
+    def poll_retrain(self) -> bool:
+        """Swap in a retrain that finished while no events came; True if one was."""
+        with self.lock:
+            if self._retrain is None or not self._retrain.ready:
+                return False
+            version = self.version
+            self._finish_retrain()
+            return self.version != version
 
     def wait_for_retrain(self) -> None:
-        """Block until a running retrain is swapped in (for tests and orderly shutdown)."""
+        """Block until a running retrain is swapped in (the end of a stream, tests)."""
         with self.lock:
             if self._retrain is not None:
                 self._finish_retrain()

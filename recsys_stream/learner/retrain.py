@@ -44,7 +44,7 @@ class BackgroundRetrain:
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
-        if self._config.background:
+        if self._config.where != "inline":
             self._thread = threading.Thread(target=self._run, name="retrain", daemon=True)
             self._thread.start()
         else:

@@ -164,6 +164,23 @@ class StreamProcessor:
             self.publish_metrics()
         return BatchResult(len(batch), [], outcome.relevant, outcome.hits)
 
+    def swap_in_retrain(self, *, wait: bool = False) -> bool:
+        """Swap in a finished retrain (with ``wait``: the running one, once done) and publish
+        the new model; True if one was. Called when the stream is idle: during a stream, the
+        learner swaps retrains in between micro-batches by itself."""
+        version = self.learner.version
+        if wait:
+            self.learner.wait_for_retrain()
+        else:
+            self.learner.poll_retrain()
+        if self.learner.version == version:
+            return False
+        self.sink.publish_snapshot(self.learner.snapshot())
+        self._snapshot_version = self.learner.version
+        self._events_at_last_snapshot = self.evaluator.events_seen
+        self.publish_metrics()
+        return True
+
     def publish_recommendations(self, user_ids: npt.NDArray[np.int64]) -> None:
         items, scores, states = self.learner.serving_state(user_ids, self.top_k)
         now = time.time()

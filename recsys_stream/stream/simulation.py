@@ -109,6 +109,7 @@ def run_simulation(
             if not records:
                 if follow_until is None or follow_until.is_set():
                     break
+                processor.swap_in_retrain()
                 log.wait_for_records(consumer.positions, timeout=0.5)
                 continue
             processor.process_records(
@@ -125,9 +126,14 @@ def run_simulation(
         if follow_until is None:
             raise
         follow_until.set()  # Ctrl-C ends following; the run is reported as usual
+        wall = time.perf_counter() - started
+    else:
+        wall = time.perf_counter() - started
+        # The stream is done: the retrain it started completes, so that the final model (and
+        # checkpoint) holds it.
+        processor.swap_in_retrain(wait=True)
     finally:
         processor.learner.close()
-    wall = time.perf_counter() - started
     if config.checkpoint_path is not None:
         save_checkpoint(config.checkpoint_path, processor, _positions(consumer))
     return build_report(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import multiprocessing
 import threading
 from pathlib import Path
 
@@ -154,7 +155,7 @@ def test_similar_items_come_from_the_snapshot() -> None:
 
 
 def test_an_inline_retrain_swaps_in_a_model_that_learned_every_event() -> None:
-    learner = _learner(retrain=RetrainConfig(every_events=1500, background=False, epochs=1))
+    learner = _learner(retrain=RetrainConfig(every_events=1500, where="inline", epochs=1))
     for batch in EventBatch.from_ratings(_stream().ratings).split(250):
         learner.learn(batch)
     assert learner.retrains_completed == 2
@@ -176,7 +177,7 @@ def test_online_learning_goes_on_during_a_background_retrain(
         return real_fit(*args, **kwargs)
 
     monkeypatch.setattr(retrain_module, "fit_stored_events", held_fit)
-    learner = _learner(retrain=RetrainConfig(every_events=1000, background=True, epochs=1))
+    learner = _learner(retrain=RetrainConfig(every_events=1000, where="thread", epochs=1))
     batches = list(EventBatch.from_ratings(_stream().ratings).split(250))
     for batch in batches[:4]:
         learner.learn(batch)
@@ -197,7 +198,7 @@ def test_a_resumed_simulation_matches_an_uninterrupted_one(tmp_path: Path) -> No
     learner = LearnerConfig(
         model=SMALL,
         device="cpu",
-        retrain=RetrainConfig(every_events=1000, background=False, epochs=1),
+        retrain=RetrainConfig(every_events=1000, where="inline", epochs=1),
     )
     base = SimulationConfig(learner=learner, stream=StreamConfig(batch_size=100))
     checkpoint = tmp_path / "run.ckpt"
@@ -229,3 +230,43 @@ def test_unusable_checkpoints_are_refused_clearly(tmp_path: Path) -> None:
     torch.save({"format": "something-else"}, other)
     with pytest.raises(CheckpointError, match="not a recsys-stream checkpoint"):
         load_checkpoint(other)
+
+
+def test_a_retrain_in_a_process_learns_every_event_and_swaps_in() -> None:
+    learner = _learner(retrain=RetrainConfig(every_events=1000, where="process", epochs=1))
+    threads = torch.get_num_threads()
+    batches = list(EventBatch.from_ratings(_stream().ratings).split(250))
+    for batch in batches[:4]:
+        learner.learn(batch)
+    assert learner.retrain_running
+    for batch in batches[4:10]:  # learned online while the child trains
+        learner.learn(batch)
+    learner.wait_for_retrain()
+    assert learner.version == 2
+    assert learner.retrains_completed == 1
+    assert learner.model.events_learned == learner.events_learned == 2500
+    assert torch.get_num_threads() == threads  # the retrain's cores are given back
+    before = learner.snapshot().item_vectors.copy()
+    learner.learn(batches[10])  # the swapped-in model learns on
+    assert not np.array_equal(learner.snapshot().item_vectors[: len(before)], before)
+
+
+def test_a_retrain_process_that_dies_leaves_the_current_model_serving() -> None:
+    learner = _learner(retrain=RetrainConfig(every_events=1000, where="process", epochs=1))
+    threads = torch.get_num_threads()
+    batches = list(EventBatch.from_ratings(_stream().ratings).split(250))
+    earlier = set(multiprocessing.active_children())
+    for batch in batches[:4]:
+        learner.learn(batch)
+    (child,) = set(multiprocessing.active_children()) - earlier
+    child.kill()
+    child.join(30)
+    learner.wait_for_retrain()  # returns: the failure is noticed, not waited on
+    assert learner.version == 1
+    assert learner.retrains_completed == 0
+    assert torch.get_num_threads() == threads
+    for batch in batches[4:8]:  # online learning goes on, and the next retrain runs
+        learner.learn(batch)
+    assert learner.events_learned == 2000
+    learner.wait_for_retrain()
+    assert learner.version == 2

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import orjson
@@ -80,3 +81,44 @@ def test_a_simulation_report_holds_what_the_issue_asks(tmp_path: Path) -> None:
     names = {path.name for path in paths}
     assert {"report.json", "summary.md", "metrics.png", "loss.png"} <= names
     assert orjson.loads((tmp_path / "run" / "report.json").read_bytes())["events"] == 2500
+
+
+def test_a_retrain_running_when_the_stream_ends_is_completed_and_served() -> None:
+    dataset = generate_synthetic(2500, n_users=40, n_items=80, seed=5)
+    learner = dataclasses.replace(
+        CONFIG, retrain=RetrainConfig(every_events=2500, where="thread", epochs=1)
+    )
+    sink = InMemorySink()
+    run = run_simulation(
+        dataset,
+        SimulationConfig(learner=learner, stream=StreamConfig(batch_size=500, baselines=False)),
+        sink=sink,
+    )
+    # Started by the last batch; swapped in after it rather than dropped.
+    assert run.stream.retrains_completed == 1
+    assert run.stream.model_version == 2
+    snapshot = sink.snapshot()
+    assert snapshot is not None
+    assert snapshot.version == 2
+
+
+def test_an_idle_processor_swaps_in_a_finished_retrain_and_publishes_it() -> None:
+    learner = dataclasses.replace(
+        CONFIG, retrain=RetrainConfig(every_events=None, where="thread", epochs=1)
+    )
+    sink = InMemorySink()
+    processor = StreamProcessor.create(learner, StreamConfig(baselines=False), sink)
+    events = generate_synthetic(600, n_users=30, n_items=50, seed=2).ratings
+    processor.process_records(
+        [encode(RatingEvent(*row)) for row in events.itertuples(index=False)],
+        [f"t/0@{i}" for i in range(len(events))],
+    )
+    assert not processor.swap_in_retrain()  # none running
+    processor.learner.start_retrain()
+    assert processor.swap_in_retrain(wait=True)
+    assert processor.learner.version == 2
+    snapshot = sink.snapshot()
+    assert snapshot is not None
+    assert snapshot.version == 2
+    assert sink.latest_report is not None
+    assert sink.latest_report.model_version == 2
