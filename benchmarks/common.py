@@ -32,6 +32,14 @@ class Result:
     """What the figure is compared with in the same run, e.g. '2.38x RecentPopular (0.0972)'."""
     note: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
+    baseline_value: float | None = None
+    """The same-run baseline's own figure, as a number (its name is in ``baseline``)."""
+    ratio: float | None = None
+    """``value / baseline_value``: what a goal stated as a multiple is checked against."""
+
+    def __post_init__(self) -> None:
+        if self.ratio is None and self.value is not None and self.baseline_value:
+            self.ratio = self.value / self.baseline_value
 
 
 def machine() -> dict[str, Any]:

@@ -1,10 +1,10 @@
 """The Faust trainer: Kafka in, the online learner in the middle, results out.
 
-One agent consumes the ratings topic in micro-batches (``noack_take``: Faust does not
-acknowledge on its own), hands each batch to :class:`~services.trainer.worker.TrainerCore` on a
-worker thread (so the event loop keeps heart-beating while the model learns), sends invalid
-messages to the dead-letter topic with their reason, and acknowledges the batch's messages only
-after a checkpoint that includes them is written. Run it with ``recsys-stream trainer``.
+One agent consumes the ratings topic (``noack_take``: Faust does not acknowledge on its own),
+hands what it takes to the learner process (:mod:`services.trainer.learner_process`), sends the
+invalid events it reports to the dead-letter topic with their reason, and acknowledges messages
+only once the learner's last checkpoint on disk holds them. Run it with ``recsys-stream
+trainer``.
 
 At start the trainer declares the ratings and dead-letter topics (with the configured
 partitions) before it subscribes, so it may start before the replay, the API or any producer.
@@ -15,10 +15,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
-from collections import deque
-from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections import defaultdict, deque
+from collections.abc import Awaitable, Sequence
 from pathlib import Path
 from typing import Any, Final, cast
 
@@ -27,14 +27,13 @@ import numpy as np
 import orjson
 
 from recsys_stream.files import atomic_write
-from recsys_stream.serving import InMemorySink, OutputSink
 from recsys_stream.settings import Settings
-from services.cache.redis_cache import RedisCache
 from services.logs import logging_config
 from services.topics import wait_for_topics
 from services.trainer.http import Health, TrainerHttpServer
+from services.trainer.learner_process import LearnerDiedError, LearnerProcess, Reply
 from services.trainer.telemetry import TrainerTelemetry
-from services.trainer.worker import CoreStatus, Handled, Message, TrainerCore
+from services.trainer.worker import CoreStatus, Handled, Message
 
 log = logging.getLogger(__name__)
 
@@ -42,32 +41,32 @@ TICK_S: Final = 1.0
 """How often the event loop proves it is alive (and the metrics' state is refreshed)."""
 STUCK_AFTER_S: Final = 30.0
 """A loop that has not ticked for this long is stuck: ``/healthz`` answers 503."""
+IN_FLIGHT: Final = 8
+"""Takes handed to the learner and not answered yet: the next are gathered while the learner
+learns, and the learner learns what queued up together."""
 STARTING_FOR_S: Final = 300.0
 """Before its first tick (restoring a checkpoint, joining the group) a trainer counts as alive
 for this long."""
 
 
 class TrainerService:
-    """The Faust app around a :class:`TrainerCore`, with its telemetry and health."""
+    """The Faust app around a :class:`LearnerProcess`, with its telemetry and health."""
 
-    def __init__(self, settings: Settings, sink: OutputSink | None = None) -> None:
+    def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        if sink is None:
-            trainer = settings.trainer
-            sink = RedisCache(settings.redis) if trainer.sink == "redis" else InMemorySink()
-        self.core = TrainerCore(settings, sink)
-        self.core.restore()  # before consuming: the positions decide what is skipped
+        self.learner = LearnerProcess(settings)
         self.telemetry = TrainerTelemetry()
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="learner")
-        self._unacknowledged: list[Any] = []
+        self._unacknowledged: defaultdict[str, deque[Any]] = defaultdict(deque)
+        """Per ``topic/partition``, the events taken and not acknowledged, in offset order."""
         self._freshness: deque[float] = deque(maxlen=10_000)
         self._lag: dict[int, int] = {}
         self._created = time.monotonic()
         self._last_tick: float | None = None
         self._assigned = False
+        self._status: CoreStatus | None = None
+        self._checkpoints_seen = 0
         self._status_written = 0.0
         self.app = self._build_app()
-        self.telemetry.update(self.core.status())
 
     # ------------------------------------------------------------------------ health
 
@@ -79,8 +78,13 @@ class TrainerService:
             alive = now - self._last_tick < STUCK_AFTER_S
         ticking = self._last_tick is not None and now - self._last_tick < STUCK_AFTER_S
         return Health(
-            alive=alive,
-            checks={"restored": True, "partitions_assigned": self._assigned, "ticking": ticking},
+            alive=alive and self.learner.alive(),
+            checks={
+                "restored": self._status is not None,
+                "learner_alive": self.learner.alive(),
+                "partitions_assigned": self._assigned,
+                "ticking": ticking,
+            },
         )
 
     # ----------------------------------------------------------------------- the app
@@ -106,6 +110,11 @@ class TrainerService:
             # A killed worker's partitions are handed over after this long, not after a minute.
             broker_session_timeout=10.0,
             broker_heartbeat_interval=2.0,
+            # Measured one at a time in benchmarks/bench_streaming.py (docs/streaming.md).
+            cython_optimizations=trainer.faust_cython,
+            stream_buffer_maxsize=trainer.stream_buffer_maxsize,
+            broker_max_poll_records=trainer.max_poll_records,
+            Monitor=faust.Monitor if trainer.faust_monitor else QuietMonitor,
         )
         ratings = app.topic(kafka.topic, value_type=bytes, key_type=bytes)
         self._dead_letters = app.topic(kafka.dead_letter_topic, value_type=bytes, key_type=bytes)
@@ -122,7 +131,7 @@ class TrainerService:
         events_of = cast(faust.Stream[Any], stream)
         take = self.settings.trainer.take_messages
         timeout = self.settings.trainer.batch_timeout_s
-        loop = asyncio.get_running_loop()
+        in_flight: deque[asyncio.Future[None]] = deque()
         async for events in events_of.noack_take(take, timeout):
             messages = [
                 Message(
@@ -135,16 +144,39 @@ class TrainerService:
                 for event in events
             ]
             self._lag.update(_lag(self.app, events))
-            self.core.processor.consumer_lag = sum(self._lag.values()) if self._lag else None
-            handled = await loop.run_in_executor(self._executor, self.core.handle, messages)
-            await self._send_dead_letters(handled)
-            self._count(messages, handled)
-            self._unacknowledged.extend(events)
-            if self.core.checkpoint_due():
-                await self._checkpoint()
-            # Throttled while behind; written at once when caught up, so that whoever watches
-            # the status sees the end of a burst without waiting for the timer.
-            self._refresh(force=self.core.processor.consumer_lag == 0)
+            lag = sum(self._lag.values()) if self._lag else None
+            for event in events:
+                message = event.message
+                self._unacknowledged[f"{message.topic}/{message.partition}"].append(event)
+            # Pipelined: the next take is gathered (and sent) while the learner learns this one;
+            # each reply is taken in as soon as it comes.
+            in_flight.append(asyncio.ensure_future(self._learn_take(messages, lag)))
+            if len(in_flight) >= IN_FLIGHT:
+                await in_flight.popleft()
+            while in_flight and in_flight[0].done():
+                await in_flight.popleft()  # raises what a finished one raised
+        for request in in_flight:
+            await request
+
+    async def _learn_take(self, messages: list[Message], lag: int | None) -> None:
+        reply = await self._ask(self.learner.handle(messages, lag))
+        assert reply.handled is not None
+        await self._send_dead_letters(reply.handled)
+        self._count(messages, reply.handled)
+        self._settle(reply)
+        # Throttled while behind; written at once when caught up, so that whoever watches the
+        # status sees the end of a burst without waiting for the timer.
+        self._refresh(force=lag == 0)
+
+    async def _ask(self, request: Awaitable[Reply]) -> Reply:
+        """A reply of the learner process; if it died, the trainer stops (exit 1): nothing it
+        held was acknowledged, so a restart learns it again, exactly once."""
+        try:
+            return await request
+        except LearnerDiedError as exc:
+            log.error("the learner process died: %s; stopping the trainer", exc)
+            await self.app.crash(exc)
+            raise
 
     async def _send_dead_letters(self, handled: Handled) -> None:
         for letter in handled.dead_letters:
@@ -174,20 +206,24 @@ class TrainerService:
             freshness=fresh,
         )
 
-    async def _checkpoint(self) -> None:
-        loop = asyncio.get_running_loop()
-        started = time.perf_counter()
-        await loop.run_in_executor(self._executor, self.core.save_checkpoint)
-        self.telemetry.checkpoint_duration.observe(time.perf_counter() - started)
-        for event in self._unacknowledged:
-            event.ack()
-        self._unacknowledged.clear()
+    def _settle(self, reply: Reply) -> None:
+        """Take in the learner's status, and acknowledge the messages its last checkpoint
+        holds (only those: acknowledged means durable)."""
+        self._status = reply.status
+        checkpoint = reply.status.checkpoint
+        if checkpoint.written > self._checkpoints_seen and checkpoint.seconds is not None:
+            self.telemetry.checkpoint_duration.observe(checkpoint.seconds)
+            self._checkpoints_seen = checkpoint.written
+        for source, waiting in self._unacknowledged.items():
+            durable = reply.durable.get(source, 0)
+            while waiting and waiting[0].message.offset < durable:
+                waiting.popleft().ack()
 
     async def _tick(self) -> None:
         self._last_tick = time.monotonic()
-        # A quiet topic still gets its tail checkpointed (and acknowledged).
-        if self.core.checkpoint_due():
-            await self._checkpoint()
+        if self._status is None:
+            return  # not started yet
+        self._settle(await self._ask(self.learner.tick()))
         self._refresh(force=True)
 
     async def _on_assigned(self, _sender: Any, assigned: Any = (), *_: Any, **__: Any) -> None:
@@ -196,17 +232,18 @@ class TrainerService:
         log.info("partitions assigned: %s", partitions, extra={"partitions": partitions})
 
     async def _flush(self, _sender: Any, *_: Any, **__: Any) -> None:
-        if self.core.learned_since_checkpoint:
-            await self._checkpoint()
+        if self.learner.alive():
+            self._settle(await self.learner.close())
         self._refresh(force=True)
-        self.core.close()
 
     # ----------------------------------------------------------------------- status
 
     def _refresh(self, *, force: bool) -> None:
         """Hand the latest status to the metrics, and to the status file when one is set
         (at most every 0.2 s unless ``force``)."""
-        status = self.core.status()
+        status = self._status
+        if status is None:
+            return
         self.telemetry.update(status, self._lag)
         path = self.settings.trainer.status_path
         if path is not None and (force or time.monotonic() - self._status_written > 0.2):
@@ -221,22 +258,23 @@ class TrainerService:
             "positions": status.positions,
             "dead_letters": status.dead_letters,
             "model_version": status.model_version,
-            "consumer_lag": self.core.processor.consumer_lag,
+            "consumer_lag": sum(self._lag.values()) if self._lag else None,
             "retrains_completed": status.retrains_completed,
             "freshness_p50_s": float(np.percentile(latencies, 50)) if len(latencies) else None,
             "freshness_p99_s": float(np.percentile(latencies, 99)) if len(latencies) else None,
             "last_learned_at": status.last_learned_at,
             "updated_at": time.time(),
             "started_at": status.started_at,
-            "pid": status.pid,
+            "pid": os.getpid(),
+            "learner_pid": status.pid,
         }
         atomic_write(path, orjson.dumps(body), durable=False)
 
     # ------------------------------------------------------------------------ running
 
     def run(self) -> None:
-        """Declare the topics, serve the HTTP endpoints, run the Faust worker until stopped
-        (SIGINT/SIGTERM shut it down cleanly)."""
+        """Declare the topics, start the learner process, serve the HTTP endpoints, run the
+        Faust worker until stopped (SIGINT/SIGTERM shut it down cleanly)."""
         settings = self.settings
         kafka, trainer = settings.kafka, settings.trainer
         wait_for_topics(kafka, [kafka.topic, kafka.dead_letter_topic], trainer.kafka_wait_s)
@@ -248,6 +286,8 @@ class TrainerService:
         )
         server.start()
         try:
+            self._status = self.learner.start().status
+            self.telemetry.update(self._status)
             worker = faust.Worker(
                 self.app,
                 loglevel=settings.log_level,
@@ -257,6 +297,23 @@ class TrainerService:
             worker.execute_from_commandline()
         finally:
             server.stop()
+
+
+class QuietMonitor(faust.Monitor):
+    """A Monitor that records nothing per message or event: the trainer's own telemetry
+    counts what matters, and Faust's per-event bookkeeping costs event-loop time."""
+
+    def on_message_in(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+    def on_stream_event_in(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+    def on_stream_event_out(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+    def on_message_out(self, *args: Any, **kwargs: Any) -> None:
+        return None
 
 
 def _lag(app: faust.App, events: Sequence[Any]) -> dict[int, int]:

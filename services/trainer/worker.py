@@ -54,8 +54,6 @@ class Handled:
     """What one batch of messages did."""
 
     learned: int
-    skipped: int
-    """Messages learned before a restart (below the checkpoint's positions)."""
     dead_letters: list[DeadLetter]
     learned_per_message: list[int] = field(default_factory=list)
     """Events learned from each message of the batch, in order (0 for a skipped one; an
@@ -150,11 +148,11 @@ class TrainerCore:
 
     def handle(self, messages: Sequence[Message]) -> Handled:
         """Learn the messages not learned before (in order); route the invalid ones."""
+        # A message below the checkpoint's position was learned before a restart: skipped.
         fresh = [not self.already_learned(m) for m in messages]
         chosen = [m for m, new in zip(messages, fresh, strict=True) if new]
-        skipped = len(messages) - len(chosen)
         if not chosen:
-            return Handled(0, skipped, [], [0] * len(messages))
+            return Handled(0, [], [0] * len(messages))
         result = self.processor.process_records(
             [m.value for m in chosen], [f"{m.source}@{m.offset}" for m in chosen]
         )
@@ -166,7 +164,7 @@ class TrainerCore:
             self.last_learned_at = time.time()
         learned = iter(result.valid_per_message)
         per_message = [next(learned) if new else 0 for new in fresh]
-        return Handled(result.learned, skipped, result.dead_letters, per_message)
+        return Handled(result.learned, result.dead_letters, per_message)
 
     # -------------------------------------------------------------------- checkpoints
 
