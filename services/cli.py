@@ -7,13 +7,16 @@ Every option's default is the value the settings give (``recsys_stream/settings.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import os
+import signal
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 import typer
 import uvicorn
@@ -24,6 +27,9 @@ from recsys_stream.events import InMemoryEventLog
 from recsys_stream.serving import InMemorySink
 from recsys_stream.settings import Settings
 from services.logs import configure_logging, logging_config
+
+if TYPE_CHECKING:
+    from recsys_stream.report import RunReport
 
 app = typer.Typer(
     help="recsys-stream: a streaming, online-learning recommender.",
@@ -116,8 +122,10 @@ def simulate(
     serve: Annotated[
         bool,
         typer.Option(
-            help="Serve the HTTP API from the in-memory cache while the simulation runs, and "
-            "keep learning posted events afterwards, until Ctrl-C."
+            help="Serve the HTTP API and the dashboard (at /) from the in-memory cache while "
+            "the simulation runs; after the table, keep serving and learning posted events "
+            "until Ctrl-C or SIGTERM. The dashboard may post ratings from loopback without a "
+            "key. --no-serve: exit after the table."
         ),
     ] = False,
     port: Annotated[int, typer.Option(help="API port with --serve.")] = DEFAULTS.api.port,
@@ -154,31 +162,52 @@ def simulate(
     sink = InMemorySink()
     log = InMemoryEventLog(partitions=1)
     follow = threading.Event() if serve else None
-    server = _serve_embedded(settings, sink, log, data, port) if serve else None
+    served = _serve_embedded(settings, sink, log, data, port) if serve else None
+    run_dir = out or Path("runs") / f"{dataset}-{time.strftime('%Y%m%d-%H%M%S')}"
+    shown: list[RunReport] = []
+
+    def show(report: RunReport) -> None:
+        write_run(report, run_dir)
+        typer.echo("")
+        typer.echo(comparison_table(report))
+        typer.echo(
+            f"\n{report.prequential.events:,} events in {report.wall_seconds:.1f} s "
+            f"({report.events_per_second:,.0f} events/s, batch size {report.batch_size}, "
+            f"device {report.device}); run directory: {run_dir}"
+        )
+        shown.append(report)
+
     with tqdm(total=total, unit="ev", desc=f"simulate {dataset}", dynamic_ncols=True) as bar:
 
         def progress(done: int, live: dict[str, float]) -> None:
             bar.update(min(done, total) - bar.n)
             bar.set_postfix_str(f"HR@10 {live['hr@10']:.4f}", refresh=False)
-            if follow is not None and done >= total and not follow.is_set():
-                bar.write("dataset replayed; learning posted events until Ctrl-C")
+
+        def replayed(report: RunReport) -> None:
+            bar.close()
+            show(report)
+            if served is not None:
+                typer.echo(f"\nDashboard: {served.address}/ (Ctrl-C to stop)")
 
         try:
-            report = run_simulation(
-                data, config, sink=sink, progress=progress, log=log, follow_until=follow
-            )
+            with _interrupted_by_sigterm() if serve else contextlib.nullcontext():
+                report = run_simulation(
+                    data,
+                    config,
+                    sink=sink,
+                    progress=progress,
+                    log=log,
+                    follow_until=follow,
+                    on_replayed=replayed,
+                )
         finally:
-            if server is not None:
-                server.should_exit = True
-    run_dir = out or Path("runs") / f"{dataset}-{time.strftime('%Y%m%d-%H%M%S')}"
-    write_run(report, run_dir)
-    typer.echo("")
-    typer.echo(comparison_table(report))
-    typer.echo(
-        f"\n{report.prequential.events:,} events in {report.wall_seconds:.1f} s "
-        f"({report.events_per_second:,.0f} events/s, batch size {report.batch_size}, "
-        f"device {report.device}); run directory: {run_dir}"
-    )
+            if served is not None:
+                served.stop()
+    if not shown:
+        show(report)
+    else:
+        after = report.prequential.events - shown[0].prequential.events
+        typer.echo(f"stopped; {after:,} posted events learned after the replay")
 
 
 @app.command("evaluate-offline")
@@ -393,13 +422,15 @@ def api(
     from services.publishers import KafkaEventPublisher
 
     settings = Settings()
-    items = (
-        _load(settings.api.metadata_dataset, settings).items
-        if settings.api.metadata_dataset
-        else None
+    metadata = (
+        _load(settings.api.metadata_dataset, settings) if settings.api.metadata_dataset else None
     )
     application = create_app(
-        settings, RedisCache(settings.redis), KafkaEventPublisher(settings.kafka), items
+        settings,
+        RedisCache(settings.redis),
+        KafkaEventPublisher(settings.kafka),
+        metadata.items if metadata is not None else None,
+        ratings=metadata.ratings if metadata is not None else None,
     )
     uvicorn.run(
         application,
@@ -430,27 +461,67 @@ def _event_time(value: str | None) -> float | None:
     return moment.timestamp()
 
 
+@dataclasses.dataclass(frozen=True)
+class _Served:
+    """The embedded API's server, its thread, and the address a browser on this machine
+    opens."""
+
+    server: uvicorn.Server
+    thread: threading.Thread
+    address: str
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+
+
 def _serve_embedded(
     settings: Settings,
     sink: InMemorySink,
     log: InMemoryEventLog,
     data: Dataset,
     port: int,
-) -> uvicorn.Server:
-    """The API on the in-memory cache and event log, in a background thread."""
+) -> _Served:
+    """The API and the dashboard on the in-memory cache and event log, in a background
+    thread; the page may post ratings from loopback without a key."""
     from services.api.app import create_app
     from services.publishers import EventLogPublisher
 
-    application = create_app(settings, sink, EventLogPublisher(log), data.items)
+    application = create_app(
+        settings,
+        sink,
+        EventLogPublisher(log),
+        data.items,
+        ratings=data.ratings,
+        loopback_writes=True,
+    )
     server = uvicorn.Server(
         uvicorn.Config(
             application, host=settings.api.host, port=port, log_level="warning", access_log=False
         )
     )
-    threading.Thread(target=server.run, name="api", daemon=True).start()
-    address = f"http://{settings.api.host}:{port}"
-    typer.echo(f"API on {address} (docs: {address}/docs)")
-    return server
+    thread = threading.Thread(target=server.run, name="api", daemon=True)
+    thread.start()
+    host = settings.api.host
+    shown_host = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
+    address = f"http://{shown_host}:{port}"
+    typer.echo(f"API on {address} (dashboard: {address}/, docs: {address}/docs)")
+    return _Served(server, thread, address)
+
+
+@contextlib.contextmanager
+def _interrupted_by_sigterm() -> Iterator[None]:
+    """SIGTERM raises KeyboardInterrupt, as Ctrl-C does: a served simulation stops the same
+    clean way under a process manager (the default SIGTERM would skip every cleanup)."""
+
+    def interrupt(_signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _load(dataset: str, settings: Settings) -> Dataset:

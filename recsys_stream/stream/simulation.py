@@ -83,11 +83,15 @@ def run_simulation(
     progress: ProgressCallback | None = None,
     log: InMemoryEventLog | None = None,
     follow_until: threading.Event | None = None,
+    on_replayed: Callable[[RunReport], None] | None = None,
 ) -> RunReport:
     """Replay ``dataset`` and return the run's report.
 
     With ``follow_until``, the run goes on after the dataset, learning whatever else is appended
-    to ``log`` (e.g. events posted to the API), until the event is set.
+    to ``log`` (e.g. events posted to the API), until the event is set; ``on_replayed`` is then
+    handed the report of the dataset once it has all been learned, and while following, the
+    figures are published whenever the log runs dry with new events learned (a dashboard sees
+    posted events counted without waiting for the next full report interval).
     """
     sink = sink if sink is not None else InMemorySink()
     processor = StreamProcessor.create(
@@ -103,12 +107,26 @@ def run_simulation(
     started = time.perf_counter()
     events_at_start = processor.evaluator.events_seen
     last_checkpoint = events_at_start
+    replayed = False
+    published = processor.evaluator.events_seen
     try:
         while True:
             records = consumer.poll(config.stream.batch_size)
             if not records:
                 if follow_until is None or follow_until.is_set():
                     break
+                done = processor.evaluator.events_seen
+                if not replayed:
+                    replayed = True
+                    processor.swap_in_retrain(wait=True)
+                    wall = time.perf_counter() - started
+                    report = build_report(processor, dataset, config, wall, done - events_at_start)
+                    published = done
+                    if on_replayed is not None:
+                        on_replayed(report)
+                elif done > published:
+                    processor.publish_metrics()
+                    published = done
                 processor.swap_in_retrain()
                 log.wait_for_records(consumer.positions, timeout=0.5)
                 continue

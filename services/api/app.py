@@ -19,8 +19,11 @@ from fastapi import FastAPI
 from recsys_stream import __version__
 from recsys_stream.serving import CacheUnavailableError, EventPublisher, ServingCache
 from recsys_stream.settings import Settings
+from services.api.dashboard import DashboardState, FreshnessTracker
 from services.api.errors import install_error_handlers
+from services.api.explorer import Catalogue, RatingHistory, RecordingPublisher
 from services.api.routes import build_routers
+from services.api.routes.dashboard import mount_page
 from services.api.routes.recommendations import CachedListLane
 from services.api.state import CacheBreaker, RecentUsers, Serving, SnapshotKeeper
 from services.api.telemetry import ServingFigures, Telemetry, TelemetryMiddleware
@@ -53,6 +56,8 @@ def create_app(
     publisher: EventPublisher,
     items: pd.DataFrame | None = None,
     *,
+    ratings: pd.DataFrame | None = None,
+    loopback_writes: bool = False,
     snapshot_refresh_s: float = 5.0,
     cache_retry_s: float = 1.0,
 ) -> FastAPI:
@@ -62,7 +67,20 @@ def create_app(
     ``genres``, as ``Dataset.items``); when given, every item answered carries those fields.
     The API looks for a new model snapshot at most every ``snapshot_refresh_s`` seconds, and
     after a failed cache read leaves the cache alone for ``cache_retry_s`` seconds.
+
+    The dashboard at ``/`` shows ``ratings`` (as ``Dataset.ratings``) in a user's history;
+    ``loopback_writes`` lets its page post ratings from loopback without the API key (set by
+    ``simulate --serve`` only).
     """
+    metadata = item_metadata(items)
+    history = RatingHistory(ratings)
+    dashboard = DashboardState(
+        catalogue=Catalogue(metadata, history.popularity()),
+        history=history,
+        freshness=FreshnessTracker(),
+        loopback_writes=loopback_writes,
+    )
+    publisher = RecordingPublisher(publisher, history, dashboard.freshness.accepted)
     telemetry = Telemetry()
     breaker = CacheBreaker(cache_retry_s)
     serving = Serving(
@@ -73,7 +91,7 @@ def create_app(
         breaker=breaker,
         snapshots=SnapshotKeeper(cache, breaker, telemetry, refresh_s=snapshot_refresh_s),
         recent=RecentUsers(settings.api.user_state_cache_size),
-        metadata=item_metadata(items),
+        metadata=metadata,
     )
     telemetry.track_state(lambda: _serving_figures(serving))
 
@@ -101,10 +119,12 @@ def create_app(
         generate_unique_id_function=lambda route: route.name,
     )
     app.state.serving = serving
+    app.state.dashboard = dashboard
     install_error_handlers(app)
     routers = build_routers(settings.api)
     for router in routers:
         app.include_router(router)
+    mount_page(app)
     # Middleware added last wraps outermost: telemetry times the cached-list lane too.
     lane_route = next(
         route

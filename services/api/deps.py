@@ -11,6 +11,7 @@ from fastapi.security import APIKeyHeader
 
 from recsys_stream.serving import EventPublisher
 from recsys_stream.settings import ApiSettings
+from services.api.dashboard import page_writes_allowed
 from services.api.errors import ApiError
 from services.api.state import Serving
 
@@ -46,13 +47,18 @@ _api_key_scheme = APIKeyHeader(
 
 
 async def require_api_key(
-    settings: SettingsDep, key: Annotated[str | None, Security(_api_key_scheme)]
+    request: Request,
+    settings: SettingsDep,
+    key: Annotated[str | None, Security(_api_key_scheme)],
 ) -> None:
-    """Let a write through only with the configured key (and never when none is set).
+    """Let a write through only with the configured key (and never when none is set), or
+    from the dashboard's page in the embedded mode (:func:`page_writes_allowed`).
 
     Compared in constant time, as bytes: a header may hold any Latin-1 text, which
     ``compare_digest`` refuses as ``str``.
     """
+    if page_writes_allowed(request):
+        return
     expected = settings.api_key.get_secret_value() if settings.api_key is not None else ""
     if not expected:
         raise ApiError(403, "writes_disabled", "writes are disabled: no API key is configured")

@@ -4,7 +4,7 @@ bounds of ``k`` and of a batch are part of each route's schema)."""
 from fastapi import APIRouter
 
 from recsys_stream.settings import ApiSettings
-from services.api.routes import events, metrics, ops, recommendations
+from services.api.routes import dashboard, events, explore, metrics, ops, recommendations
 
 
 def build_routers(settings: ApiSettings) -> list[APIRouter]:
@@ -18,4 +18,6 @@ def build_routers(settings: ApiSettings) -> list[APIRouter]:
         metrics.router(),
         events.router(settings),
         ops.router(),
+        explore.router(),
+        dashboard.router(),
     ]
