@@ -73,7 +73,13 @@ DataDirOption = Annotated[
         show_default="RECSYS_DATA_DIR, else none",
     ),
 ]
-DatasetOption = Annotated[str, typer.Option(help="MovieLens variant: ml-100k, ml-1m, ...")]
+DatasetOption = Annotated[
+    str,
+    typer.Option(
+        help="MovieLens variant (ml-100k, ml-1m, ...) or a synthetic stream: "
+        "synthetic[:EVENTS][:users=N][:items=N][:seed=N], e.g. synthetic:1M:items=60000."
+    ),
+]
 
 
 def _settings(data_dir: Path | None) -> Settings:
@@ -163,7 +169,7 @@ def simulate(
     log = InMemoryEventLog(partitions=1)
     follow = threading.Event() if serve else None
     served = _serve_embedded(settings, sink, log, data, port) if serve else None
-    run_dir = out or Path("runs") / f"{dataset}-{time.strftime('%Y%m%d-%H%M%S')}"
+    run_dir = out or Path("runs") / f"{dataset.replace(':', '-')}-{time.strftime('%Y%m%d-%H%M%S')}"
     shown: list[RunReport] = []
 
     def show(report: RunReport) -> None:

@@ -66,24 +66,28 @@ class IdIndex:
             new_ids = keys[missing]
             # np.unique sorts; the first occurrence keeps the stream order of new ids.
             _, first = np.unique(new_ids, return_index=True)
-            for new_id in new_ids[np.sort(first)]:
-                self._append(int(new_id))
+            self._append(new_ids[np.sort(first)])
             rows[missing] = self.lookup(new_ids)
         return rows
 
-    def _append(self, new_id: int) -> None:
-        row = self._size
-        if row == len(self._ids):
-            self._ids = np.resize(self._ids, 2 * row)
-        self._ids[row] = new_id
-        self._size += 1
-        if new_id < DENSE_ID_LIMIT:
-            if new_id >= len(self._table):
-                grown = np.full(min(DENSE_ID_LIMIT, max(2 * len(self._table), new_id + 1)), MISSING)
+    def _append(self, new_ids: npt.NDArray[np.int64]) -> None:
+        """Give ``new_ids`` (distinct, unseen, in stream order) the next rows, all at once."""
+        start, end = self._size, self._size + len(new_ids)
+        if end > len(self._ids):
+            self._ids = np.resize(self._ids, max(2 * len(self._ids), end))
+        self._ids[start:end] = new_ids
+        self._size = end
+        rows = np.arange(start, end, dtype=np.int64)
+        dense = new_ids < DENSE_ID_LIMIT
+        if dense.any():
+            largest = int(new_ids[dense].max())
+            if largest >= len(self._table):
+                size = min(DENSE_ID_LIMIT, max(2 * len(self._table), largest + 1))
+                grown = np.full(size, MISSING, dtype=np.int64)
                 grown[: len(self._table)] = self._table
                 self._table = grown
-            self._table[new_id] = row
-        else:
+            self._table[new_ids[dense]] = rows[dense]
+        for new_id, row in zip(new_ids[~dense].tolist(), rows[~dense].tolist(), strict=True):
             self._sparse[new_id] = row
 
     def state_dict(self) -> dict[str, npt.NDArray[np.int64]]:

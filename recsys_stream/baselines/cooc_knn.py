@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 import torch
+import torch.nn.functional as F
 
 from recsys_stream._arrays import IdIndex, UserSequences
 from recsys_stream.base import RankingQuery
@@ -75,8 +76,11 @@ class CoocKNN:
         weights = self._slot_weights[None, :] * present
         safe = torch.where(present, context, torch.zeros_like(context))
         if n_known:
-            gathered = self._links[safe.reshape(-1)].reshape(*safe.shape, n_known)
-            scores_known = (weights[:, :, None] * gathered).sum(dim=1)
+            # A weighted bag of link rows: gathering [rows, L, items] first would cost L times
+            # the memory and ran ~25x slower on a 9.7k-item catalogue.
+            scores_known = F.embedding_bag(
+                safe, self._links[:n_known], per_sample_weights=weights, mode="sum"
+            )
             norm = self._popularity.clamp(min=1.0) ** self.popularity_damping
             scores_known = scores_known / norm[None, :]
             # A faint popularity prior orders items without links (and cold users' lists).

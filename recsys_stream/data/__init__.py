@@ -23,8 +23,8 @@ from recsys_stream.data.movielens import (
     Dataset,
     Variant,
     load_dataset,
-    load_dataset_from_settings,
 )
+from recsys_stream.data.named import SyntheticSpec, load_dataset_from_settings
 from recsys_stream.data.synthetic import SyntheticConfig, generate_synthetic
 
 __all__ = [
@@ -35,6 +35,7 @@ __all__ = [
     "DatasetError",
     "DatasetUnavailableError",
     "SyntheticConfig",
+    "SyntheticSpec",
     "Variant",
     "generate_synthetic",
     "load_dataset",

@@ -58,7 +58,7 @@ from recsys_stream.data._download import (
     download_verified,
     fetch_published_md5,
 )
-from recsys_stream.settings import DataSettings, Settings
+from recsys_stream.settings import DataSettings
 
 RATINGS_DTYPES: Final[Mapping[str, str]] = {
     "user_id": "int64",
@@ -176,17 +176,6 @@ def load_dataset(
     folder = _locate(variant, data_dir, cache_dir, allow_download)
     ratings, items, users = _READERS[variant.format](folder)
     return Dataset(name, _in_stream_order(ratings), items, users, rating_range=variant.rating_range)
-
-
-def load_dataset_from_settings(name: str, settings: Settings) -> Dataset:
-    """:func:`load_dataset` with the directories and download switch of ``settings.data``."""
-    data = settings.data
-    return load_dataset(
-        name,
-        data_dir=data.data_dir,
-        cache_dir=data.cache_dir,
-        allow_download=data.allow_download,
-    )
 
 
 # --- Finding the files -------------------------------------------------------------------------

@@ -107,7 +107,7 @@ class ProcessRetrain:
                     else:
                         self._fail(RuntimeError(message[1]))
             except (OSError, EOFError) as exc:
-                self._fail(exc)
+                self._fail(self._gone(exc))
         return self._trained or self.error is not None
 
     def finish(self) -> ContextualNeuMF | None:
@@ -121,7 +121,8 @@ class ProcessRetrain:
         try:
             kind, state = _receive(self._connection)
         except (OSError, EOFError) as exc:
-            self._fail(exc)
+            self._process.join(30)
+            self._fail(self._gone(exc))
             return None
         finally:
             self._process.join(30)
@@ -136,6 +137,13 @@ class ProcessRetrain:
         self._process.kill()
         self._process.join(30)
         self._connection.close()
+
+    def _gone(self, exc: BaseException) -> RuntimeError:
+        """Why the pipe broke, in words: an EOF says nothing by itself."""
+        self._process.join(5)
+        code = self._process.exitcode
+        ended = "is still running" if code is None else f"ended with exit code {code}"
+        return RuntimeError(f"the retrain process {ended} ({type(exc).__name__}: {exc})")
 
     def _fail(self, exc: BaseException) -> None:
         log.error("retrain failed; the current model stays in service: %s", exc)

@@ -164,12 +164,12 @@ class ContextualNeuMF:
 
     # ---------------------------------------------------------------------- inference
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def user_vectors(self, inputs: BatchInputs) -> torch.Tensor:
         context_vectors = self._context_vectors(inputs, self.item_embedding.weight)
         return self._user_vectors(inputs, context_vectors, self.user_embedding.weight)
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def item_scores(
         self, user_vectors: torch.Tensor, popularity_prior: torch.Tensor
     ) -> torch.Tensor:
@@ -180,7 +180,7 @@ class ContextualNeuMF:
             scores + self.item_bias.active()[:, 0] + self.dense.prior_weight * popularity_prior[:n]
         )
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def predict_ratings(self, inputs: BatchInputs) -> torch.Tensor:
         items = self.item_embedding.active()
         if len(items) == 0:

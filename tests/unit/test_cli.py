@@ -111,3 +111,30 @@ def test_simulate_writes_a_run_directory(tmp_path: Path) -> None:
     assert "HR@10" in result.output
     assert (out / "report.json").exists()
     assert (out / "summary.md").exists()
+
+
+def test_simulate_runs_a_synthetic_stream_by_name(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    result = runner.invoke(
+        app,
+        [
+            "simulate",
+            "--dataset",
+            "synthetic:3k:users=60:items=150:seed=4",
+            "--out",
+            str(out),
+            "--no-retrain",
+            "--device",
+            "cpu",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert "3,000 events" in result.output
+    assert (out / "report.json").exists()
+
+
+def test_a_synthetic_name_that_cannot_be_read_is_one_clear_error() -> None:
+    result = runner.invoke(app, ["simulate", "--dataset", "synthetic:1M:colours=3"])
+    assert result.exit_code == 2
+    assert "synthetic[:EVENTS]" in result.output
+    assert "Traceback" not in result.output

@@ -251,7 +251,9 @@ def test_a_retrain_in_a_process_learns_every_event_and_swaps_in() -> None:
     assert not np.array_equal(learner.snapshot().item_vectors[: len(before)], before)
 
 
-def test_a_retrain_process_that_dies_leaves_the_current_model_serving() -> None:
+def test_a_retrain_process_that_dies_leaves_the_current_model_serving(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     learner = _learner(retrain=RetrainConfig(every_events=1000, where="process", epochs=1))
     threads = torch.get_num_threads()
     batches = list(EventBatch.from_ratings(_stream().ratings).split(250))
@@ -263,6 +265,7 @@ def test_a_retrain_process_that_dies_leaves_the_current_model_serving() -> None:
     child.join(30)
     learner.wait_for_retrain()  # returns: the failure is noticed, not waited on
     assert learner.version == 1
+    assert "retrain process ended with exit code -9" in caplog.text
     assert learner.retrains_completed == 0
     assert torch.get_num_threads() == threads
     for batch in batches[4:8]:  # online learning goes on, and the next retrain runs

@@ -4,7 +4,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from recsys_stream.data import RATINGS_DTYPES, SyntheticConfig, generate_synthetic
+from recsys_stream.data import (
+    RATINGS_DTYPES,
+    DatasetError,
+    SyntheticConfig,
+    SyntheticSpec,
+    generate_synthetic,
+)
 
 N_EVENTS, N_USERS, N_ITEMS = 100_000, 5_000, 2_000
 
@@ -161,3 +167,29 @@ def test_impossible_requests(n_events: int, n_users: int, n_items: int, match: s
 def test_config_is_validated() -> None:
     with pytest.raises(ValueError, match="session_focus"):
         SyntheticConfig(session_focus=1.5)
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("synthetic", SyntheticSpec(events=100_000, users=943, items=1_682, seed=0)),
+        (
+            "synthetic:25M:users=162541:items=60000:seed=3",
+            SyntheticSpec(25_000_000, 162_541, 60_000, 3),
+        ),
+        ("synthetic:2.5k:seed=1", SyntheticSpec(2_500, 24, 266, 1)),
+        ("ml-1m", None),
+        ("synthetic-like", None),
+    ],
+)
+def test_a_synthetic_name_gives_its_spec(name: str, expected: SyntheticSpec | None) -> None:
+    assert SyntheticSpec.parse(name) == expected
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["synthetic:lots", "synthetic:1k:users=0", "synthetic:1k:colour=3", "synthetic:1k:items"],
+)
+def test_a_synthetic_name_that_cannot_be_read_raises_a_dataset_error(name: str) -> None:
+    with pytest.raises(DatasetError, match="cannot read"):
+        SyntheticSpec.parse(name)

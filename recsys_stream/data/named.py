@@ -1,0 +1,105 @@
+"""Datasets by name, as the CLI, the services and the settings spell them.
+
+A name is a MovieLens variant (``ml-100k``, ``ml-1m``, ...: see :data:`VARIANTS`) or a synthetic
+stream, ``synthetic[:EVENTS][:key=value...]``: ``EVENTS`` takes ``k`` and ``M`` suffixes and
+the keys are ``users``, ``items`` and ``seed``. Unset, users and items grow with the stream from
+MovieLens 100K's shape: about 106 ratings per user, and 1,682 items at 100k events growing with
+the square root of the stream's length.
+
+>>> SyntheticSpec.parse("synthetic:1M:items=60000:seed=3")
+SyntheticSpec(events=1000000, users=9430, items=60000, seed=3)
+>>> SyntheticSpec.parse("synthetic")
+SyntheticSpec(events=100000, users=943, items=1682, seed=0)
+>>> SyntheticSpec.parse("ml-100k") is None
+True
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Final
+
+from recsys_stream.data._download import DatasetError
+from recsys_stream.data.movielens import Dataset, load_dataset
+from recsys_stream.data.synthetic import generate_synthetic
+from recsys_stream.settings import Settings
+
+__all__ = ["SyntheticSpec", "load_dataset_from_settings"]
+
+SYNTHETIC_PREFIX: Final = "synthetic"
+_DEFAULT_EVENTS: Final = 100_000
+_EVENTS_PER_USER: Final = 100_000 / 943
+_ITEMS_PER_100K: Final = 1_682
+_SUFFIXES: Final = {"k": 1_000, "m": 1_000_000}
+
+
+@dataclass(frozen=True)
+class SyntheticSpec:
+    """The arguments of :func:`generate_synthetic` that a ``synthetic:...`` name gives."""
+
+    events: int
+    users: int
+    items: int
+    seed: int = 0
+
+    @classmethod
+    def parse(cls, name: str) -> SyntheticSpec | None:
+        """The spec a synthetic name stands for; None for any other name.
+
+        Raises :class:`DatasetError` for a synthetic name that cannot be read.
+        """
+        head, *parts = name.split(":")
+        if head != SYNTHETIC_PREFIX:
+            return None
+        events = _DEFAULT_EVENTS
+        if parts and "=" not in parts[0]:
+            events = _count(parts.pop(0), name)
+        options: dict[str, int] = {}
+        for part in parts:
+            key, sep, value = part.partition("=")
+            if not sep or key not in ("users", "items", "seed"):
+                raise DatasetError(
+                    f"cannot read {name!r}: expected synthetic[:EVENTS][:users=N][:items=N]"
+                    f"[:seed=N], got {part!r}"
+                )
+            options[key] = _count(value, name)
+        if events < 1 or options.get("users", 1) < 1 or options.get("items", 1) < 1:
+            raise DatasetError(f"cannot read {name!r}: events, users and items must be positive")
+        scale = math.sqrt(events / _DEFAULT_EVENTS)
+        return cls(
+            events=events,
+            users=options.get("users", max(1, round(events / _EVENTS_PER_USER))),
+            items=options.get("items", max(1, round(_ITEMS_PER_100K * scale))),
+            seed=options.get("seed", 0),
+        )
+
+    def generate(self) -> Dataset:
+        return generate_synthetic(
+            self.events, n_users=self.users, n_items=self.items, seed=self.seed
+        )
+
+
+def _count(text: str, name: str) -> int:
+    number, multiplier = text.lower(), 1
+    if number and number[-1] in _SUFFIXES:
+        number, multiplier = number[:-1], _SUFFIXES[number[-1]]
+    try:
+        return round(float(number) * multiplier)
+    except ValueError:
+        raise DatasetError(f"cannot read {name!r}: {text!r} is not a number") from None
+
+
+def load_dataset_from_settings(name: str, settings: Settings) -> Dataset:
+    """The dataset ``name`` names: generated for a synthetic name, else :func:`load_dataset`
+    with the directories and download switch of ``settings.data``."""
+    spec = SyntheticSpec.parse(name)
+    if spec is not None:
+        return spec.generate()
+    data = settings.data
+    return load_dataset(
+        name,
+        data_dir=data.data_dir,
+        cache_dir=data.cache_dir,
+        allow_download=data.allow_download,
+    )
