@@ -35,8 +35,13 @@ $(STAMP): pyproject.toml uv.lock | $(UV)
 
 venv: $(STAMP) ## Create .venv and install the project with its locked dependencies.
 
-demo: venv ## Run the main job: the embedded simulation on MovieLens 100K.
-	$(BIN)/recsys-stream simulate --dataset ml-100k
+# `make demo SERVE=0`: exit after the table, as scripts want, instead of serving the dashboard.
+SERVE ?= 1
+DEMO_PORT ?= 8000
+
+demo: venv ## Run the main job on MovieLens 100K, then serve its dashboard (SERVE=0: don't).
+	$(BIN)/recsys-stream simulate --dataset ml-100k \
+		$(if $(filter 0 no false,$(SERVE)),--no-serve,--serve --port $(DEMO_PORT))
 
 test: lint typecheck pytest ## Lint, type-check, then run every test against a real Kafka and Redis.
 

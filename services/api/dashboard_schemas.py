@@ -44,7 +44,7 @@ class UserHistory(BaseModel):
 
     user_id: int
     known: bool = Field(description="Whether the model has a state for this user.")
-    ratings_total: int = Field(description="Ratings of this user known to this API.")
+    ratings_total: int = Field(description="How many such ratings (one per item).")
     ratings: list[PastRatingEntry]
 
 

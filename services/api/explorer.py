@@ -147,8 +147,8 @@ class RatingHistory:
                 kept = self._posted.setdefault(event.user_id, deque(maxlen=self._posted_per_user))
                 kept.append(PastRating(event.item_id, event.rating, event.timestamp))
 
-    def of(self, user_id: int, learned: Iterable[int] | None, limit: int) -> list[PastRating]:
-        """The user's latest ``limit`` ratings, newest first, one per item (the latest).
+    def of(self, user_id: int, learned: Iterable[int] | None) -> list[PastRating]:
+        """The user's ratings, newest first, one per item (the latest).
 
         ``learned`` (the items the model saw for the user) filters the dataset's ratings;
         None keeps them all. Posted events are always shown: they were accepted here.
@@ -166,13 +166,7 @@ class RatingHistory:
             known = newest.get(rating.item_id)
             if known is None or known.timestamp <= rating.timestamp:
                 newest[rating.item_id] = rating
-        ordered = sorted(newest.values(), key=lambda r: (-r.timestamp, r.item_id))
-        return ordered[:limit]
-
-    def count(self, user_id: int) -> int:
-        start, stop = np.searchsorted(self._users, [user_id, user_id + 1])
-        with self._lock:
-            return int(stop - start) + len(self._posted.get(user_id, ()))
+        return sorted(newest.values(), key=lambda r: (-r.timestamp, r.item_id))
 
 
 class RecordingPublisher:

@@ -75,6 +75,9 @@ OPERATIONS = {
     ("GET", "/healthz"),
     ("GET", "/readyz"),
     ("GET", "/metrics"),
+    ("GET", "/items/search"),
+    ("GET", "/users/{user_id}/history"),
+    ("GET", "/dashboard/status"),
 }
 
 
@@ -841,6 +844,9 @@ WITH_INPUTS = {
     ("GET", "/items/{item_id}/similar"),
     ("GET", "/metrics/prequential/series"),
     ("POST", "/events"),
+    ("GET", "/items/search"),
+    ("GET", "/users/{user_id}/history"),
+    ("GET", "/dashboard/status"),
 }
 """The operations with parameters or a body, so that invalid requests exist to generate."""
 

@@ -57,9 +57,9 @@ def router() -> APIRouter:
         dashboard = _dashboard(request)
         state = await _state(serving, user_id)
         learned = state.seen.tolist() if state is not None else []
-        ratings = dashboard.history.of(user_id, learned, limit)
+        ratings = dashboard.history.of(user_id, learned)
         entries = []
-        for rating in ratings:
+        for rating in ratings[:limit]:
             item = dashboard.catalogue.get(rating.item_id) or CatalogueItem(
                 rating.item_id, None, None, ()
             )
@@ -68,7 +68,7 @@ def router() -> APIRouter:
             {
                 "user_id": user_id,
                 "known": state is not None,
-                "ratings_total": dashboard.history.count(user_id),
+                "ratings_total": len(ratings),
                 "ratings": entries,
             }
         )

@@ -130,8 +130,12 @@ function renderStatus(status) {
   $("stat-age").textContent = live ? `${Math.max(0, Math.round(status.now - live.published_at))} s ago` : "–";
   const series = status.series;
   const names = Object.keys(series.models).sort((a, b) => (a === "learner" ? -1 : b === "learner" ? 1 : a.localeCompare(b)));
-  $("legend").replaceChildren(...names.map((name) =>
-    el("span", {}, el("i", { style: `background:${COLOURS[name] || "#777"}` }), name)));
+  $("legend").replaceChildren(...names.map((name) => {
+    const swatch = el("i");
+    // Through the CSSOM: the page's security policy refuses style attributes.
+    swatch.style.background = COLOURS[name] || "#777";
+    return el("span", {}, swatch, name);
+  }));
   const linesOf = (metric, only) => names
     .filter((name) => !only || name === only)
     .map((name) => ({ name, colour: COLOURS[name] || "#777", values: series.models[name][metric] || [] }))
@@ -147,6 +151,14 @@ function renderStatus(status) {
   }
 }
 
+let pollTimer = null;
+
+// A poll now, not at the next tick: after a rating, its event shows in the counters at once.
+function refreshNow() {
+  clearTimeout(pollTimer);
+  poll();
+}
+
 async function poll() {
   try {
     renderStatus(await api("/dashboard/status"));
@@ -156,7 +168,8 @@ async function poll() {
     $("conn").textContent = "cannot read the figures: " + error.message;
     $("conn").className = "err";
   }
-  setTimeout(poll, document.hidden ? POLL_MS * 5 : POLL_MS);
+  clearTimeout(pollTimer);
+  pollTimer = setTimeout(poll, document.hidden ? POLL_MS * 5 : POLL_MS);
 }
 
 // -------------------------------------------------------------------------------- explorer
@@ -264,6 +277,7 @@ async function rate() {
         result.dataset.clickToListMs = String(ms);
         result.textContent = `${titleOf(item)} rated; the list was updated ${seconds(ms / 1000)} after the click.`;
         renderHistory(await api(`/users/${userId}/history?limit=10`));
+        refreshNow();
         return;
       }
       if (performance.now() - started > LIST_WAIT_MS) throw new Error("the list did not change within 30 s");
