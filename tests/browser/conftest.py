@@ -91,6 +91,22 @@ class PageErrors:
             self.messages.append(f"console: {message.text}")
 
 
+def listed_ids(page: Page) -> list[str]:
+    """The item ids of the user's list as the page shows it."""
+    ids: list[str] = page.locator("#recs li").evaluate_all(
+        "(rows) => rows.map((r) => r.dataset.itemId)"
+    )
+    return ids
+
+
+def ml100k_dir() -> Path:
+    """The folder holding MovieLens 100K (its titles are what the tests look for)."""
+    root = os.environ.get("RECSYS_DATA_DIR")
+    if not root or not (Path(root) / "ml-100k" / "u.data").exists():
+        pytest.skip("RECSYS_DATA_DIR has no ml-100k/ (the dashboard tests show its titles)")
+    return Path(root)
+
+
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))

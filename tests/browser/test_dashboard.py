@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 from playwright.sync_api import Browser, Page, Request, expect
 
-from tests.browser.conftest import PageErrors, free_port
+from tests.browser.conftest import PageErrors, free_port, listed_ids, ml100k_dir
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -42,16 +42,9 @@ class Served:
     figures: dict[str, Any] = field(default_factory=dict)
 
 
-def _data_dir() -> Path:
-    root = os.environ.get("RECSYS_DATA_DIR")
-    if not root or not (Path(root) / "ml-100k" / "u.data").exists():
-        pytest.skip("RECSYS_DATA_DIR has no ml-100k/ (the dashboard tests show its titles)")
-    return Path(root)
-
-
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory, artifacts: Path) -> Iterator[Served]:
-    data_dir = _data_dir()
+    data_dir = ml100k_dir()
     port = free_port()
     command = [
         sys.executable,
@@ -230,7 +223,7 @@ def test_rating_a_movie_changes_the_users_list(page: Page, served: Served, artif
     page.get_by_label("User id").fill("92")
     page.get_by_label("User id").press("Enter")
     expect(page.locator("#recs li")).to_have_count(10)
-    before = page.locator("#recs li").evaluate_all("(rows) => rows.map((r) => r.dataset.itemId)")
+    before = listed_ids(page)
     # The list's first movie, rated: the model learns it, and a rated movie leaves the list.
     first = page.locator("#recs li button").first
     rated = first.inner_text()
@@ -238,7 +231,7 @@ def test_rating_a_movie_changes_the_users_list(page: Page, served: Served, artif
     page.get_by_role("button", name="Rate", exact=True).click()
     result = page.locator("#rate-result[data-click-to-list-ms]")
     expect(result).to_be_visible(timeout=LIST_TIMEOUT_MS)
-    after = page.locator("#recs li").evaluate_all("(rows) => rows.map((r) => r.dataset.itemId)")
+    after = listed_ids(page)
     assert after != before
     assert before[0] not in after
     expect(page.locator("#history li").first).to_contain_text(rated)
