@@ -67,6 +67,21 @@ class KafkaSettings(BaseModel):
     envelope_max_bytes: int = Field(
         default=256 * 1024, ge=64, le=1_000_000, description="Most bytes of one envelope."
     )
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        default="PLAINTEXT",
+        description="How clients talk to the brokers: SSL for TLS, SASL_SSL for TLS and a "
+        "login (docs/security.md).",
+    )
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = "SCRAM-SHA-512"
+    sasl_username: str | None = None
+    sasl_password: SecretStr | None = Field(
+        default=None, description="SASL password (a secret: never logged)."
+    )
+    ssl_cafile: Path | None = Field(
+        default=None, description="CA bundle that signs the brokers' certificates."
+    )
+    ssl_certfile: Path | None = Field(default=None, description="Client certificate (mTLS).")
+    ssl_keyfile: Path | None = Field(default=None, description="Client key (mTLS).")
 
 
 class TrainerSettings(BaseModel):
@@ -103,6 +118,30 @@ class TrainerSettings(BaseModel):
     )
     checkpoint_every_events: int = Field(default=20_000, ge=1)
     checkpoint_every_seconds: float = Field(default=30.0, gt=0)
+    checkpoint_keep: int = Field(
+        default=3,
+        ge=1,
+        description="Checkpoints kept: the newest at checkpoint_path, the older ones beside it "
+        "as <name>.<sequence>; an unreadable one is moved aside and the next newest restored.",
+    )
+    checkpoint_retry_s: float = Field(
+        default=1.0,
+        gt=0,
+        description="First wait before a failed checkpoint write is tried again (doubling up "
+        "to 30 s).",
+    )
+    checkpoint_give_up_s: float = Field(
+        default=120.0,
+        gt=0,
+        description="A checkpoint that has failed for this long stops the trainer (exit 1); "
+        "nothing past the last durable checkpoint is ever committed.",
+    )
+    shutdown_timeout_s: float = Field(
+        default=30.0,
+        gt=0,
+        description="SIGTERM to exit: the final checkpoint and commit within this bound (the "
+        "Kubernetes grace period and compose stop_grace_period are larger).",
+    )
     status_path: Path | None = Field(
         default=None, description="Write a small JSON status here after every batch."
     )

@@ -78,6 +78,20 @@ class TrainerProcess:
         self.process.send_signal(signal.SIGKILL)
         self.process.wait(timeout=30)
 
+    def terminate(self, timeout: float = 90) -> tuple[int, float]:
+        """SIGTERM, as Kubernetes and compose stop a container: the exit code and the
+        seconds it took to exit."""
+        assert self.process is not None
+        started = time.monotonic()
+        self.process.send_signal(signal.SIGTERM)
+        code = self.process.wait(timeout=timeout)
+        return code, time.monotonic() - started
+
+    def wait_exit(self, timeout: float) -> int:
+        """The exit code once the process ended by itself (within ``timeout`` seconds)."""
+        assert self.process is not None
+        return self.process.wait(timeout=timeout)
+
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)

@@ -1,10 +1,22 @@
 """The Faust trainer: Kafka in, the online learner in the middle, results out.
 
-One agent consumes the ratings topic (``noack_take``: Faust does not acknowledge on its own),
-hands what it takes to the learner process (:mod:`services.trainer.learner_process`), sends the
-invalid events it reports to the dead-letter topic with their reason, and acknowledges messages
-only once the learner's last checkpoint on disk holds them. Run it with ``recsys-stream
-trainer``.
+One agent consumes the ratings topic (``noack_take``), hands what it takes to the learner
+process (:mod:`services.trainer.learner_process`) and sends the invalid events it reports to the
+dead-letter topic with their reason. Run it with ``recsys-stream trainer``.
+
+**Acknowledged means durable, whatever raises.** Faust never commits the ratings topic's
+offsets (the topic is declared ``acks=False``, and Faust's own commit skips over a gap of
+unacknowledged messages, so acknowledging could not be made safe): the trainer commits them
+itself, and only the **durable positions** the learner reports, those of the last checkpoint on
+disk, after the dead letters are flushed. No exception, crash or failed checkpoint can move a
+committed offset past what a checkpoint holds. At start, the positions of the checkpoint
+restored are authoritative: where the group's committed offsets are ahead of them (an older
+checkpoint restored, or none readable), the group is rewound to them before it is joined, so
+the events after them are read again and learned once.
+
+**SIGTERM** stops taking messages, waits for the takes the learner holds, writes the final
+checkpoint, commits its positions and exits 0, all within ``shutdown_timeout_s`` (30 s;
+otherwise it exits 1, nothing past the last checkpoint committed).
 
 At start the trainer declares the ratings and dead-letter topics (with the configured
 partitions) before it subscribes, so it may start before the replay, the API or any producer.
@@ -16,22 +28,26 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import threading
 import time
-from collections import defaultdict, deque
-from collections.abc import Awaitable, Sequence
+from collections import deque
+from collections.abc import Awaitable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Final, cast
 
 import faust
 import numpy as np
 import orjson
+from faust.types import TP
 
 from recsys_stream.files import atomic_write
 from recsys_stream.settings import Settings
+from services.kafka_security import faust_options
 from services.logs import logging_config
 from services.topics import wait_for_topics
 from services.trainer.http import Health, TrainerHttpServer
 from services.trainer.learner_process import LearnerDiedError, LearnerProcess, Reply
+from services.trainer.offsets import commit_group_offsets, rewind_group
 from services.trainer.telemetry import TrainerTelemetry
 from services.trainer.worker import CoreStatus, Handled, Message
 
@@ -56,8 +72,14 @@ class TrainerService:
         self.settings = settings
         self.learner = LearnerProcess(settings)
         self.telemetry = TrainerTelemetry()
-        self._unacknowledged: defaultdict[str, deque[Any]] = defaultdict(deque)
-        """Per ``topic/partition``, the events taken and not acknowledged, in offset order."""
+        self._durable: dict[str, int] = {}
+        """Per ``topic/partition``, the next offset the last checkpoint on disk does not hold:
+        the only offsets ever committed."""
+        self._committed: dict[str, int] = {}
+        self._in_flight: set[asyncio.Future[None]] = set()
+        self._fatal: str | None = None
+        self._stopping: asyncio.Future[None] | None = None
+        self._failures_seen = 0
         self._freshness: deque[float] = deque(maxlen=10_000)
         self._lag: dict[int, int] = {}
         self._created = time.monotonic()
@@ -77,6 +99,7 @@ class TrainerService:
         else:
             alive = now - self._last_tick < STUCK_AFTER_S
         ticking = self._last_tick is not None and now - self._last_tick < STUCK_AFTER_S
+        failing = self._status is not None and self._status.checkpoint.failing_since is not None
         return Health(
             alive=alive and self.learner.alive(),
             checks={
@@ -84,6 +107,7 @@ class TrainerService:
                 "learner_alive": self.learner.alive(),
                 "partitions_assigned": self._assigned,
                 "ticking": ticking,
+                "checkpoint_ok": not failing,
             },
         )
 
@@ -109,14 +133,19 @@ class TrainerService:
             broker_commit_interval=1.0,
             # A killed worker's partitions are handed over after this long, not after a minute.
             broker_session_timeout=10.0,
+            # Nothing of the ratings topic is ever acknowledged to Faust (acks=False below), so
+            # a shutdown must not wait for acknowledgements: the final checkpoint settles all.
+            stream_wait_empty=False,
             broker_heartbeat_interval=2.0,
             # Measured one at a time in benchmarks/bench_streaming.py (docs/streaming.md).
             cython_optimizations=trainer.faust_cython,
             stream_buffer_maxsize=trainer.stream_buffer_maxsize,
             broker_max_poll_records=trainer.max_poll_records,
             Monitor=faust.Monitor if trainer.faust_monitor else QuietMonitor,
+            **faust_options(kafka),
         )
-        ratings = app.topic(kafka.topic, value_type=bytes, key_type=bytes)
+        # acks=False: Faust commits none of its offsets; the trainer commits durable ones.
+        ratings = app.topic(kafka.topic, value_type=bytes, key_type=bytes, acks=False)
         self._dead_letters = app.topic(kafka.dead_letter_topic, value_type=bytes, key_type=bytes)
         app.agent(ratings)(self._learn)
         app.timer(interval=TICK_S)(self._tick)
@@ -145,18 +174,20 @@ class TrainerService:
             ]
             self._lag.update(_lag(self.app, events))
             lag = sum(self._lag.values()) if self._lag else None
-            for event in events:
-                message = event.message
-                self._unacknowledged[f"{message.topic}/{message.partition}"].append(event)
+            if self._fatal is not None:
+                continue  # stopping: what comes now is learned after the restart
             # Pipelined: the next take is gathered (and sent) while the learner learns this one;
             # each reply is taken in as soon as it comes.
-            in_flight.append(asyncio.ensure_future(self._learn_take(messages, lag)))
+            request = asyncio.ensure_future(self._learn_take(messages, lag))
+            self._in_flight.add(request)
+            request.add_done_callback(self._in_flight.discard)
+            in_flight.append(request)
             if len(in_flight) >= IN_FLIGHT:
                 await in_flight.popleft()
             while in_flight and in_flight[0].done():
                 await in_flight.popleft()  # raises what a finished one raised
-        for request in in_flight:
-            await request
+        for pending in in_flight:
+            await pending
 
     async def _learn_take(self, messages: list[Message], lag: int | None) -> None:
         reply = await self._ask(self.learner.handle(messages, lag))
@@ -207,24 +238,59 @@ class TrainerService:
         )
 
     def _settle(self, reply: Reply) -> None:
-        """Take in the learner's status, and acknowledge the messages its last checkpoint
-        holds (only those: acknowledged means durable)."""
+        """Take in the learner's status and its durable positions (committed by the next
+        tick); stop the trainer if the learner cannot go on."""
         self._status = reply.status
         checkpoint = reply.status.checkpoint
         if checkpoint.written > self._checkpoints_seen and checkpoint.seconds is not None:
             self.telemetry.checkpoint_duration.observe(checkpoint.seconds)
             self._checkpoints_seen = checkpoint.written
-        for source, waiting in self._unacknowledged.items():
-            durable = reply.durable.get(source, 0)
-            while waiting and waiting[0].message.offset < durable:
-                waiting.popleft().ack()
+        if checkpoint.failures > self._failures_seen:
+            self.telemetry.checkpoint_failures.inc(checkpoint.failures - self._failures_seen)
+            self._failures_seen = checkpoint.failures
+        for source, offset in reply.durable.items():
+            self._durable[source] = max(self._durable.get(source, 0), offset)
+        if reply.fatal is not None and self._fatal is None:
+            self._fatal = reply.fatal
+            log.error(
+                "%s: stopping the trainer (exit 1); nothing past the last checkpoint was committed",
+                reply.fatal,
+            )
+            self._stopping = asyncio.ensure_future(self.app.crash(RuntimeError(reply.fatal)))
 
     async def _tick(self) -> None:
         self._last_tick = time.monotonic()
         if self._status is None:
             return  # not started yet
         self._settle(await self._ask(self.learner.tick()))
+        await self._commit_durable()
         self._refresh(force=True)
+
+    async def _commit_durable(self) -> None:
+        """Commit the durable positions that moved (after the dead letters are flushed, so
+        none of the messages committed has its dead letter still in a buffer)."""
+        assignment = self.app.consumer.assignment()
+        offsets = {
+            TP(topic, int(partition)): offset
+            for source, offset in self._durable.items()
+            if offset > self._committed.get(source, -1)
+            for topic, partition in [source.rsplit("/", 1)]
+            if TP(topic, int(partition)) in assignment
+        }
+        if not offsets:
+            return
+        try:
+            await self.app.producer.flush()
+            # The transport's commit of given offsets (Faust's public commit() commits only
+            # what was acknowledged to it, which nothing of this topic is).
+            consumer: Any = self.app.consumer
+            committed = await consumer._commit(offsets)
+        except Exception as exc:  # tried again at the next tick
+            log.warning("committing the durable offsets failed: %r", exc)
+            return
+        if committed:
+            for tp, offset in offsets.items():
+                self._committed[f"{tp.topic}/{tp.partition}"] = offset
 
     async def _on_assigned(self, _sender: Any, assigned: Any = (), *_: Any, **__: Any) -> None:
         self._assigned = True
@@ -232,8 +298,17 @@ class TrainerService:
         log.info("partitions assigned: %s", partitions, extra={"partitions": partitions})
 
     async def _flush(self, _sender: Any, *_: Any, **__: Any) -> None:
+        """At shutdown (the consumer stopped): the takes the learner holds are answered (their
+        dead letters sent), then the final checkpoint; its positions are committed by
+        :meth:`run` once the consumer left the group."""
+        if self._in_flight:
+            bound = self.settings.trainer.shutdown_timeout_s / 2
+            await asyncio.wait(set(self._in_flight), timeout=bound)
         if self.learner.alive():
-            self._settle(await self.learner.close())
+            reply = await self.learner.close()
+            self._settle(reply)
+            if reply.status.checkpoint.failing_since is not None:
+                self._fatal = self._fatal or "the final checkpoint could not be written"
         self._refresh(force=True)
 
     # ----------------------------------------------------------------------- status
@@ -267,6 +342,15 @@ class TrainerService:
             "started_at": status.started_at,
             "pid": os.getpid(),
             "learner_pid": status.pid,
+            "dead_letters_by_code": status.dead_letters_by_code,
+            "durable": dict(self._durable),
+            "committed": dict(self._committed),
+            "checkpoint_sequence": status.checkpoint.sequence,
+            "checkpoints_written": status.checkpoint.written,
+            "checkpoint_failures": status.checkpoint.failures,
+            "checkpoint_failing": status.checkpoint.failing_since is not None,
+            "restored_from": status.restored_from,
+            "quarantined": status.quarantined,
         }
         atomic_write(path, orjson.dumps(body), durable=False)
 
@@ -286,17 +370,84 @@ class TrainerService:
         )
         server.start()
         try:
-            self._status = self.learner.start().status
+            initial = self.learner.start()
+            self._status = initial.status
+            self._durable = dict(initial.durable)
             self.telemetry.update(self._status)
-            worker = faust.Worker(
+            self.telemetry.restore_dead_letters(self._status.dead_letters_by_code)
+            partitions = rewind_group(
+                kafka,
+                trainer.app_id,
+                kafka.topic,
+                _positions_of(self._durable, kafka.topic),
+                trainer.kafka_wait_s,
+            )
+            self._committed = {f"{kafka.topic}/{p}": o for p, o in partitions.items()}
+            worker = ShutdownBoundWorker(
                 self.app,
+                trainer.shutdown_timeout_s,
                 loglevel=settings.log_level,
                 logging_config=logging_config(settings),
                 quiet=True,
             )
-            worker.execute_from_commandline()
+            try:
+                worker.execute_from_commandline()
+            except SystemExit as done:
+                self._commit_final()
+                if self._fatal is not None and not done.code:
+                    raise SystemExit(1) from None
+                raise
         finally:
             server.stop()
+
+    def _commit_final(self) -> None:
+        """After the worker stopped: commit the last durable positions (the group is empty
+        now), so that the consumer lag reads true; a restart needs only the checkpoint."""
+        kafka = self.settings.kafka
+        moved = {
+            partition: offset
+            for partition, offset in _positions_of(self._durable, kafka.topic).items()
+            if offset > self._committed.get(f"{kafka.topic}/{partition}", -1)
+        }
+        if not moved:
+            return
+        try:
+            commit_group_offsets(kafka, self.settings.trainer.app_id, kafka.topic, moved, 10.0)
+        except Exception as exc:
+            log.warning("could not commit the final offsets %s: %r", moved, exc)
+        else:
+            log.info("committed the final offsets %s", moved, extra={"offsets": moved})
+
+
+class ShutdownBoundWorker(faust.Worker):
+    """A Faust worker whose shutdown after SIGTERM or SIGINT takes at most ``bound_s``: past
+    it, the process exits 1 (nothing past the last checkpoint was committed, so nothing is
+    lost)."""
+
+    def __init__(self, app: faust.App, bound_s: float, **options: Any) -> None:
+        super().__init__(app, **options)
+        self._bound_s = bound_s
+        self._watchdog: threading.Timer | None = None
+
+    def _arm(self) -> None:
+        if self._watchdog is None:
+            self._watchdog = threading.Timer(self._bound_s, _exit_overdue, (self._bound_s,))
+            self._watchdog.daemon = True
+            self._watchdog.start()
+
+    def _on_sigterm(self) -> None:
+        self._arm()
+        super()._on_sigterm()
+
+    def _on_sigint(self) -> None:
+        self._arm()
+        super()._on_sigint()
+
+
+def _exit_overdue(bound_s: float) -> None:
+    log.error("shutdown took longer than %.0f s: exiting 1", bound_s)
+    logging.shutdown()
+    os._exit(1)
 
 
 class QuietMonitor(faust.Monitor):
@@ -314,6 +465,14 @@ class QuietMonitor(faust.Monitor):
 
     def on_message_out(self, *args: Any, **kwargs: Any) -> None:
         return None
+
+
+def _positions_of(durable: Mapping[str, int], topic: str) -> dict[int, int]:
+    return {
+        int(source.rsplit("/", 1)[1]): offset
+        for source, offset in durable.items()
+        if source.rsplit("/", 1)[0] == topic
+    }
 
 
 def _lag(app: faust.App, events: Sequence[Any]) -> dict[int, int]:

@@ -16,6 +16,12 @@ The protocol is request and reply, one at a time per request id:
   new model served and its tail checkpointed); the status.
 - ``close()``: a final checkpoint, then the process exits.
 
+A checkpoint write that fails (a full or broken disk) leaves the durable positions where they
+were; it is tried again after ``checkpoint_retry_s``, doubling up to 30 s, and every reply
+carries the failure in its status (``/metrics``, ``/readyz``). Once writes have failed for
+``checkpoint_give_up_s``, replies carry ``fatal`` and the trainer stops with exit 1: what was
+learned since the last checkpoint is learned again from Kafka after the restart.
+
 If this process dies, every pending request fails with :class:`LearnerDiedError` and the
 trainer stops (non-zero exit): nothing was acknowledged past the last checkpoint, so a restart
 learns every event exactly once.
@@ -29,6 +35,7 @@ import itertools
 import logging
 import multiprocessing
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
@@ -43,6 +50,8 @@ log = logging.getLogger(__name__)
 
 START_TIMEOUT_S: Final = 600.0
 """Starting the process includes restoring a checkpoint, which can take a while when large."""
+RETRY_MAX_S: Final = 30.0
+"""Longest wait between two attempts at a failing checkpoint."""
 
 
 class LearnerDiedError(RuntimeError):
@@ -60,6 +69,8 @@ class Reply:
     checkpointed: bool = False
     """This request wrote a checkpoint."""
     error: str | None = None
+    fatal: str | None = None
+    """The learner cannot go on (its checkpoints have failed for too long): stop."""
     notes: dict[str, Any] = field(default_factory=dict)
 
 
@@ -191,13 +202,42 @@ def _serve(connection: Connection, settings: Settings) -> None:
     core = TrainerCore(settings, _sink(settings))
     core.restore()
     durable = dict(core.positions)
+    trainer = settings.trainer
+    retry_at = 0.0
+    backoff = trainer.checkpoint_retry_s
+
+    def fatal() -> str | None:
+        since = core.status().checkpoint.failing_since
+        if since is not None and time.time() - since >= trainer.checkpoint_give_up_s:
+            return f"checkpoints have failed for {time.time() - since:.0f} s"
+        return None
 
     def reply(**extra: Any) -> Reply:
-        return Reply(status=core.status(), durable=dict(durable), **extra)
+        return Reply(status=core.status(), durable=dict(durable), fatal=fatal(), **extra)
 
-    def checkpoint() -> bool:
-        nonlocal durable
-        core.save_checkpoint()
+    def checkpoint(*, now: bool = False) -> bool:
+        """Write a checkpoint unless a failed one waits for its retry (``now``: regardless);
+        True if written: the durable positions move up to what was learned."""
+        nonlocal durable, retry_at, backoff
+        if not now and time.monotonic() < retry_at:
+            return False
+        try:
+            core.save_checkpoint()
+        except Exception as exc:
+            failed = core.status().checkpoint
+            log.error(
+                "checkpoint write failed (%s, %d failures in all); nothing past the last "
+                "checkpoint is acknowledged; trying again in %.1f s",
+                failed.last_error,
+                failed.failures,
+                backoff,
+                extra={"error": failed.last_error, "failures": failed.failures},
+                exc_info=exc,
+            )
+            retry_at = time.monotonic() + backoff
+            backoff = min(backoff * 2, RETRY_MAX_S)
+            return False
+        retry_at, backoff = 0.0, trainer.checkpoint_retry_s
         durable = dict(core.positions)
         return True
 
@@ -229,7 +269,7 @@ def _serve(connection: Connection, settings: Settings) -> None:
             wrote = core.checkpoint_due() and checkpoint()
             connection.send((request, reply(checkpointed=wrote)))
         elif kind == "close":
-            wrote = core.learned_since_checkpoint > 0 and checkpoint()
+            wrote = core.learned_since_checkpoint > 0 and checkpoint(now=True)
             core.close()
             connection.send((request, reply(checkpointed=wrote)))
             connection.close()

@@ -98,6 +98,13 @@ class TrainerTelemetry:
         for seconds in freshness:
             self.freshness.observe(seconds)
 
+    def restore_dead_letters(self, by_code: Mapping[str, int]) -> None:
+        """Start the dead-letter counters from those of the checkpoint restored (a restart
+        does not set them back to 0)."""
+        for code, count in by_code.items():
+            if count > 0:
+                self.dead_letters.labels(code).inc(count)
+
     def update(self, status: CoreStatus, lag_by_partition: Mapping[int, int] | None = None) -> None:
         """The learner's latest status (and, when known, the consumer lag per partition)."""
         now = time.monotonic()

@@ -16,19 +16,14 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from recsys_stream.report import LiveFigures
 from recsys_stream.serving import DeadLetter, InMemorySink, OutputSink
 from recsys_stream.settings import Settings
-from recsys_stream.stream import (
-    CheckpointError,
-    StreamProcessor,
-    load_checkpoint,
-    restore_processor,
-)
-from recsys_stream.stream import save_checkpoint as write_checkpoint
+from recsys_stream.stream import CheckpointStore, Restored, StreamProcessor, restore_processor
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +69,14 @@ class CheckpointStatus:
     seconds: float | None = None
     """How long the last write took."""
     written: int = 0
+    failures: int = 0
+    """Writes that failed, in all."""
+    failing_since: float | None = None
+    """Unix time of the first of the failures since the last successful write (None: the
+    last write succeeded)."""
+    last_error: str | None = None
+    sequence: int = 0
+    """Sequence number of the newest checkpoint on disk (0: none)."""
 
 
 @dataclass(frozen=True)
@@ -93,6 +96,12 @@ class CoreStatus:
     checkpoint: CheckpointStatus = field(default_factory=CheckpointStatus)
     live: LiveFigures | None = None
     """The latest published prequential figures."""
+    dead_letters_by_code: dict[str, int] = field(default_factory=dict)
+    """Dead letters by kind of defect, those counted before a restart included."""
+    restored_from: str | None = None
+    """The checkpoint restored at start (None: none)."""
+    quarantined: int = 0
+    """Unreadable checkpoints moved aside at start."""
 
 
 class TrainerCore:
@@ -108,35 +117,60 @@ class TrainerCore:
         self.started_at = time.time()
         self.last_learned_at: float | None = None
         """Wall-clock time at which the latest batch was learned."""
+        trainer = settings.trainer
+        self.store = CheckpointStore(trainer.checkpoint_path, trainer.checkpoint_keep)
+        self.dead_letters_by_code: Counter[str] = Counter()
+        self.restored: Restored | None = None
         self._checkpoint = CheckpointStatus()
 
     # ---------------------------------------------------------------------- restore
 
     def restore(self) -> bool:
-        """Load the latest checkpoint if there is one; True if it was loaded."""
+        """Load the newest readable checkpoint if there is one; True if one was loaded.
+
+        Unreadable checkpoints are moved aside (:meth:`CheckpointStore.quarantine`) and the
+        next newest is tried: the positions restored are that checkpoint's, so the trainer
+        resumes Kafka from them and relearns whatever came after (nothing is lost). With none
+        readable, the model starts empty and every partition is read from its beginning.
+        """
         path = self.settings.trainer.checkpoint_path
-        if not path.exists():
-            log.info("no checkpoint at %s: starting from an empty model", path)
+        restored = self.restored = self.store.restore()
+        self._checkpoint = CheckpointStatus(sequence=self.store.sequence)
+        if restored.state is None:
+            if restored.fell_back:
+                log.warning(
+                    "no readable checkpoint at %s (%d moved aside): starting from an empty "
+                    "model, every partition read again from its beginning",
+                    path,
+                    len(restored.quarantined),
+                    extra={"checkpoint": str(path), "quarantined": len(restored.quarantined)},
+                )
+            else:
+                log.info("no checkpoint at %s: starting from an empty model", path)
             return False
-        try:
-            state = load_checkpoint(path)
-        except CheckpointError:
-            log.exception("checkpoint %s unusable; starting from scratch", path)
-            return False
+        state = restored.state
         restore_processor(self.processor, state)
         self.positions = {key: int(value) for key, value in state["positions"].items()}
+        codes = state["extra"].get("dead_letters_by_code", {})
+        self.dead_letters_by_code = Counter({str(k): int(v) for k, v in codes.items()})
         learner = self.processor.learner
-        log.info(
-            "restored checkpoint %s: %d events learned, model version %d, positions %s",
-            path,
+        log.log(
+            logging.WARNING if restored.fell_back else logging.INFO,
+            "restored checkpoint %s%s: %d events learned, model version %d, sequence %d, "
+            "positions %s",
+            restored.path,
+            f" (the {len(restored.quarantined)} newer unreadable)" if restored.fell_back else "",
             learner.events_learned,
             learner.version,
+            restored.sequence,
             self.positions,
             extra={
-                "checkpoint": str(path),
+                "checkpoint": str(restored.path),
                 "events_learned": learner.events_learned,
                 "model_version": learner.version,
+                "sequence": restored.sequence,
                 "positions": dict(self.positions),
+                "quarantined": len(restored.quarantined),
             },
         )
         return True
@@ -160,6 +194,7 @@ class TrainerCore:
             key = message.source
             self.positions[key] = max(self.positions.get(key, 0), message.offset + 1)
         self.learned_since_checkpoint += result.learned
+        self.dead_letters_by_code.update(letter.code for letter in result.dead_letters)
         if result.learned:
             self.last_learned_at = time.time()
         learned = iter(result.valid_per_message)
@@ -176,17 +211,47 @@ class TrainerCore:
         )
 
     def save_checkpoint(self) -> None:
+        """Write a checkpoint of everything learned so far; raises what the write raised (the
+        failure is counted, and the checkpoint on disk stays the previous one)."""
         started = time.perf_counter()
-        write_checkpoint(self.settings.trainer.checkpoint_path, self.processor, self.positions)
+        try:
+            self.store.save(
+                self.processor,
+                self.positions,
+                {"dead_letters_by_code": dict(self.dead_letters_by_code)},
+            )
+        except Exception as exc:
+            previous = self._checkpoint
+            self._checkpoint = CheckpointStatus(
+                previous.written_at,
+                previous.seconds,
+                previous.written,
+                previous.failures + 1,
+                previous.failing_since or time.time(),
+                f"{type(exc).__name__}: {exc}",
+                previous.sequence,
+            )
+            raise
         seconds = time.perf_counter() - started
         self.learned_since_checkpoint = 0
         self.last_checkpoint = time.monotonic()
-        self._checkpoint = CheckpointStatus(time.time(), seconds, self._checkpoint.written + 1)
+        self._checkpoint = CheckpointStatus(
+            time.time(),
+            seconds,
+            self._checkpoint.written + 1,
+            self._checkpoint.failures,
+            sequence=self.store.sequence,
+        )
         log.info(
-            "checkpoint written in %.2f s: %d events learned",
+            "checkpoint %d written in %.2f s: %d events learned",
+            self.store.sequence,
             seconds,
             self.processor.learner.events_learned,
-            extra={"seconds": seconds, "events_learned": self.processor.learner.events_learned},
+            extra={
+                "seconds": seconds,
+                "events_learned": self.processor.learner.events_learned,
+                "sequence": self.store.sequence,
+            },
         )
 
     # ------------------------------------------------------------------------- status
@@ -206,6 +271,13 @@ class TrainerCore:
             last_learned_at=self.last_learned_at,
             checkpoint=self._checkpoint,
             live=None if report is None else report.live(),
+            dead_letters_by_code=dict(self.dead_letters_by_code),
+            restored_from=(
+                None
+                if self.restored is None or self.restored.path is None
+                else str(self.restored.path)
+            ),
+            quarantined=0 if self.restored is None else len(self.restored.quarantined),
         )
 
     def close(self) -> None:

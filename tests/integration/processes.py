@@ -48,3 +48,14 @@ def end_offsets(servers: str, topic: str) -> dict[str, int]:
     finally:
         consumer.close()
     return {f"{topic}/{tp.partition}": offset for tp, offset in ends.items()}
+
+
+def committed_offsets(servers: str, group: str, topic: str) -> dict[str, int]:
+    """The group's committed offset of each partition (-1: none), keyed as positions are."""
+    consumer = KafkaConsumer(bootstrap_servers=servers, group_id=group, enable_auto_commit=False)
+    try:
+        partitions = sorted(consumer.partitions_for_topic(topic) or ())
+        found = {p: consumer.committed(TopicPartition(topic, p)) for p in partitions}
+    finally:
+        consumer.close()
+    return {f"{topic}/{p}": -1 if offset is None else offset for p, offset in found.items()}
