@@ -13,6 +13,7 @@ from recsys_stream.serving.interfaces import (
     EventPublisher,
     OutputSink,
     PublishError,
+    PublishUnconfirmedError,
     ServingCache,
 )
 from recsys_stream.serving.memory import InMemorySink
@@ -27,6 +28,7 @@ __all__ = [
     "ModelSnapshot",
     "OutputSink",
     "PublishError",
+    "PublishUnconfirmedError",
     "ServingCache",
     "UserRecommendations",
     "UserState",

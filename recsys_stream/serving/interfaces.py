@@ -90,3 +90,13 @@ class EventPublisher(Protocol):
 
 class PublishError(RuntimeError):
     """The events could not be handed to the event log; none of them was."""
+
+
+class PublishUnconfirmedError(PublishError):
+    """The event log did not confirm every event in time: those not yet sent were cancelled
+    (none of them will be written later), but some may have been written before it failed."""
+
+    def __init__(self, message: str, confirmed: int) -> None:
+        super().__init__(message)
+        self.confirmed = confirmed
+        """Events the event log confirmed before it failed."""

@@ -330,7 +330,9 @@ def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
         400: "The body is not valid JSON.",
         413: "The body exceeds the configured size limit.",
         422: "Invalid parameters or body; `details` names each fault.",
+        429: "Too many requests with this API key; retry after `Retry-After` seconds.",
         503: "A dependency is unavailable and there is nothing to fall back on.",
+        504: "The broker did not confirm every event: some may be written (ids in `details`).",
     }
     return {
         status: {"model": ErrorBody, "description": descriptions[status]} for status in statuses

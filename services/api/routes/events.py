@@ -18,7 +18,7 @@ from fastapi import APIRouter, Depends, Request
 from starlette.responses import Response
 
 from recsys_stream.events import EventValidationError, RatingEvent
-from recsys_stream.serving import PublishError
+from recsys_stream.serving import PublishError, PublishUnconfirmedError
 from recsys_stream.settings import ApiSettings
 from services.api.deps import PublisherDep, require_api_key
 from services.api.errors import ApiError
@@ -35,7 +35,7 @@ def router(settings: ApiSettings) -> APIRouter:
         "/events",
         status_code=202,
         response_model=Accepted,
-        responses=error_responses(400, 401, 403, 413, 422, 503),
+        responses=error_responses(400, 401, 403, 413, 422, 429, 503, 504),
         dependencies=[Depends(require_api_key)],
         openapi_extra={"requestBody": _request_body(settings.max_batch_events)},
         summary="Send rating events",
@@ -44,15 +44,26 @@ def router(settings: ApiSettings) -> APIRouter:
         """Publish one event, or a batch as ``{"events": [...]}``, to the event stream.
 
         Every event is validated first; if any is invalid, none is sent and the answer lists
-        each fault by index. Otherwise all are published together: 202 with their ids, or 503
-        and none published. Missing fields are filled in: ``timestamp`` with the server's
-        time, ``source`` with ``"api"``, ``event_id`` with a UUID4.
+        each fault by index. Otherwise all are published together: 202 with their ids once
+        the broker confirmed every one; 503 when none was published (the broker did not
+        answer, or the send failed before any record left: those are cancelled, never
+        delivered later); 504 when the broker failed to confirm records it had been sent:
+        the others are cancelled, those may be written, and the details list the event ids.
+        Missing fields are filled in: ``timestamp`` with the server's time, ``source`` with
+        ``"api"``, ``event_id`` with a UUID4.
         """
         body = await _read_body(request, settings.max_body_bytes)
         objects = _event_objects(_parse_json(body), settings.max_batch_events)
         events = _validated(objects)
         try:
             await publisher.publish(events)
+        except PublishUnconfirmedError as exc:
+            raise ApiError(
+                504,
+                "publish_unconfirmed",
+                f"the events were not all confirmed: {exc}",
+                [{"event_id": event.event_id} for event in events],
+            ) from exc
         except PublishError as exc:
             raise ApiError(
                 503, "publish_failed", f"the events could not be published, none was: {exc}"
