@@ -337,7 +337,9 @@ def replay(
                 bar.set_postfix_str(f"event time {clock}", refresh=False)
 
         try:
-            summary = replayer.run(data.ratings, on_progress=progress)
+            # SIGTERM (Kubernetes, compose) stops it as Ctrl-C does: flushed, progress saved.
+            with _interrupted_by_sigterm():
+                summary = replayer.run(data.ratings, on_progress=progress)
         except (BrokerUnavailableError, DeliveryError) as exc:
             typer.secho(str(exc), fg=typer.colors.RED, err=True)
             raise typer.Exit(3) from None
@@ -417,6 +419,10 @@ def trainer() -> None:
         raise typer.Exit(3) from None
 
 
+API_SHUTDOWN_S = 10
+"""Longest wait for the requests under way when the API is stopped (SIGTERM, SIGINT)."""
+
+
 @app.command()
 def api(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = DEFAULTS.api.host,
@@ -438,6 +444,9 @@ def api(
         metadata.items if metadata is not None else None,
         ratings=metadata.ratings if metadata is not None else None,
     )
+    # uvicorn shuts down on SIGTERM, then raises the signal again with the handler it found:
+    # with this one the process then exits 0 (a clean stop), not "killed by SIGTERM".
+    signal.signal(signal.SIGTERM, _exit_zero)
     uvicorn.run(
         application,
         host=host,
@@ -445,7 +454,13 @@ def api(
         log_config=logging_config(settings),
         log_level=settings.log_level,
         access_log=False,
+        # SIGTERM: requests under way get this long, then the process exits (0).
+        timeout_graceful_shutdown=API_SHUTDOWN_S,
     )
+
+
+def _exit_zero(_signum: int, _frame: object) -> None:
+    raise SystemExit(0)
 
 
 def _event_time(value: str | None) -> float | None:

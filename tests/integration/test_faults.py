@@ -15,7 +15,11 @@ minutes on two cores. The longer cases (kills in loops, the broker killed) are i
 
 from __future__ import annotations
 
+import os
+import signal
 import socket
+import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -31,10 +35,12 @@ from recsys_stream.data import generate_synthetic
 from recsys_stream.settings import KafkaSettings
 from replay.service import ReplayConfig, Replayer
 from scripts.trainer_process import TrainerProcess
-from tests.integration.processes import committed_offsets, end_offsets
+from services.cli import API_SHUTDOWN_S
+from tests.integration.processes import committed_offsets, end_offsets, read_events
 
 pytestmark = [pytest.mark.integration, pytest.mark.faults]
 
+ROOT = Path(__file__).resolve().parents[2]
 FIRST, SECOND = 2_000, 1_000
 GIVE_UP_S = 6.0
 SHUTDOWN_BOUND_S = 30.0
@@ -231,3 +237,91 @@ def test_sigterm_stops_the_trainer_with_a_final_checkpoint_within_its_bound(
     _replay(servers, topic, ratings.iloc[FIRST:])
     after = trainer.wait_for(lambda s: s["events_learned"] >= FIRST + SECOND)
     assert after["events_learned"] == FIRST + SECOND
+
+
+def test_sigterm_stops_the_api_within_its_bound(
+    kafka_bootstrap_servers: str, redis_url: str, tmp_path: Path
+) -> None:
+    port = _free_port()
+    env = {
+        **os.environ,
+        "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap_servers,
+        "REDIS_URL": redis_url,
+        "PYTHONPATH": str(ROOT),
+    }
+    log = tmp_path / "api.log"
+    with log.open("wb") as out:
+        api = subprocess.Popen(
+            [sys.executable, "-m", "services.cli", "api", "--port", str(port)],
+            cwd=ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        deadline = time.monotonic() + 60
+        while _get_or_none(f"http://127.0.0.1:{port}/healthz") != 200:
+            assert api.poll() is None, log.read_text()
+            assert time.monotonic() < deadline, log.read_text()
+            time.sleep(0.1)  # polling interval of a deadline loop
+        started = time.monotonic()
+        api.send_signal(signal.SIGTERM)
+        assert api.wait(timeout=SHUTDOWN_BOUND_S) == 0
+        assert time.monotonic() - started < API_SHUTDOWN_S + 5
+    finally:
+        if api.poll() is None:
+            api.kill()
+            api.wait()
+
+
+def test_sigterm_stops_a_replay_that_resumes_exactly(
+    kafka_bootstrap_servers: str, ratings: pd.DataFrame, tmp_path: Path
+) -> None:
+    topic = _topic()
+    data_dir = tmp_path / "data" / "ml-latest-small"
+    data_dir.mkdir(parents=True)
+    frame = ratings.iloc[:3000]
+    frame.rename(columns={"user_id": "userId", "item_id": "movieId"}).to_csv(
+        data_dir / "ratings.csv", index=False
+    )
+    (data_dir / "movies.csv").write_text("movieId,title,genres\n")
+    state = tmp_path / "replay-state.json"
+    command = [
+        sys.executable, "-m", "services.cli", "replay", "--dataset", "ml-latest-small",
+        "--data-dir", str(tmp_path / "data"), "--topic", topic, "--state-file", str(state),
+        "--partitions", "3",
+    ]  # fmt: skip
+    env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap_servers}
+    env["PYTHONPATH"] = str(ROOT)
+    replay = subprocess.Popen(
+        [*command, "--rate", "1000"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 120
+    while not (state.exists() and orjson.loads(state.read_bytes())["next_index"] > 0):
+        assert time.monotonic() < deadline
+        assert replay.poll() is None
+        time.sleep(0.05)  # polling interval of a deadline loop
+    started = time.monotonic()
+    replay.send_signal(signal.SIGTERM)
+    assert replay.wait(timeout=SHUTDOWN_BOUND_S) == 130  # interrupted: resumable
+    assert time.monotonic() - started < SHUTDOWN_BOUND_S
+    saved = orjson.loads(state.read_bytes())["next_index"]
+    assert 0 < saved < len(frame)
+    assert len(read_events(kafka_bootstrap_servers, topic)) == saved  # flushed, then saved
+    finished = subprocess.run(
+        [*command, "--max-speed", "--resume"], cwd=ROOT, env=env, capture_output=True, timeout=300
+    )
+    assert finished.returncode == 0, finished.stderr
+    ids = [event.event_id or "" for _, event in read_events(kafka_bootstrap_servers, topic)]
+    assert sorted(ids) == sorted(f"ml-latest-small:{i}" for i in range(len(frame)))
+
+
+def _get_or_none(url: str) -> int | None:
+    try:
+        return _get(url)[0]
+    except OSError:
+        return None
