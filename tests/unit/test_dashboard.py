@@ -1,10 +1,12 @@
 """The dashboard's server side in process: the page and its files, the title search, a user's
 history, the live view's status (downsampled series, retrain markers, freshness) and the one
-exception to the API key (the embedded page on loopback)."""
+exception to the API key (the embedded page on loopback); and the followed simulation that
+`simulate --serve` runs (the replay reported once, posted events learned and published)."""
 
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -16,8 +18,8 @@ from pydantic import SecretStr
 from starlette.requests import Request
 
 from recsys_stream.data import generate_synthetic
-from recsys_stream.events import EventBatch, RatingEvent
-from recsys_stream.report import PointFigures, SeriesPoint
+from recsys_stream.events import EventBatch, InMemoryEventLog, RatingEvent, encode
+from recsys_stream.report import PointFigures, RunReport, SeriesPoint, StreamReport
 from recsys_stream.serving import InMemorySink, UserRecommendations
 from recsys_stream.settings import (
     ApiSettings,
@@ -27,7 +29,7 @@ from recsys_stream.settings import (
     Settings,
     StreamConfig,
 )
-from recsys_stream.stream import StreamProcessor
+from recsys_stream.stream import SimulationConfig, StreamProcessor, run_simulation
 from services.api import create_app
 from services.api.dashboard import (
     PAGE_HEADER,
@@ -314,3 +316,33 @@ def test_without_the_flag_the_page_still_needs_the_key(client: TestClient) -> No
     event = {"user_id": 1, "item_id": 2, "rating": 4}
     assert client.post("/events", json=event, headers={PAGE_HEADER: "1"}).status_code == 401
     assert client.post("/events", json=event, headers={"X-API-Key": KEY}).status_code == 202
+
+
+def test_a_followed_simulation_reports_the_replay_then_learns_and_publishes_posted_events() -> None:
+    dataset = generate_synthetic(600, n_users=20, n_items=40, seed=4)
+    follow = threading.Event()
+    log = InMemoryEventLog(partitions=1)
+    replayed: list[RunReport] = []
+
+    class Sink(InMemorySink):
+        def publish_metrics(self, report: StreamReport) -> None:
+            super().publish_metrics(report)
+            if report.prequential.events == 601:  # the posted event, counted when idle
+                follow.set()
+
+    def on_replayed(report: RunReport) -> None:
+        replayed.append(report)
+        log.extend([encode(RatingEvent(3, 5, 5.0, 2e9))], [b"3"])
+
+    sink = Sink()
+    run = run_simulation(
+        dataset,
+        SimulationConfig(learner=CONFIG, stream=StreamConfig(batch_size=200, baselines=False)),
+        sink=sink,
+        log=log,
+        follow_until=follow,
+        on_replayed=on_replayed,
+    )
+    assert [r.prequential.events for r in replayed] == [600]
+    assert run.prequential.events == 601
+    assert 5 not in sink.recommendations[3].item_ids  # learned: no longer recommended

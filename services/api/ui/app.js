@@ -85,9 +85,13 @@ function drawChart(node, xs, lines, markers, digits) {
     node.append(label);
   }
   node.append(svg("line", { class: "axis", x1: L, x2: W - R, y1: H - B, y2: H - B }));
-  for (const x of [x0, (x0 + x1) / 2, x1]) {
-    const label = svg("text", { x: sx(x), y: H - 8, "text-anchor": "middle" });
-    label.textContent = x >= 1e6 ? (x / 1e6).toFixed(1) + "M" : x >= 1e3 ? Math.round(x / 1e3) + "k" : String(Math.round(x));
+  const shown = new Set();
+  for (const [x, anchor] of [[x0, "start"], [(x0 + x1) / 2, "middle"], [x1, "end"]]) {
+    const text = x >= 1e6 ? (x / 1e6).toFixed(1) + "M" : x >= 1e3 ? Math.round(x / 1e3) + "k" : String(Math.round(x));
+    if (shown.has(text)) continue;
+    shown.add(text);
+    const label = svg("text", { x: sx(x), y: H - 8, "text-anchor": anchor });
+    label.textContent = text;
     node.append(label);
   }
   for (const marker of markers) {
@@ -107,6 +111,11 @@ function drawChart(node, xs, lines, markers, digits) {
     tip.textContent = `${line.name}: ${fmt(line.values[line.values.length - 1])}`;
     poly.append(tip);
     node.append(poly);
+    if (pts.length === 1) {
+      // A lone point draws no line: mark it.
+      const [cx, cy] = pts[0].split(",");
+      node.append(svg("circle", { cx, cy, r: 3, fill: line.colour }));
+    }
   }
   return true;
 }
