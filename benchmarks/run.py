@@ -20,6 +20,7 @@ BENCHMARKS = (
     "events",
     "synthetic",
     "quality",
+    "presets",
     "throughput",
     "offline",
     "memory",
@@ -69,18 +70,19 @@ def main() -> int:
                     result["name"],
                     result["goal"] or "-",
                     _format(result["value"], result["unit"]),
+                    "-" if result.get("ratio") is None else f"{result['ratio']:.2f}x",
                     status,
                     result["baseline"] or result["note"],
                 )
             )
-    widths = [max(len(str(row[i])) for row in rows) for i in range(4)] if rows else [0] * 4
-    header = ("figure", "goal", "measured", "status", "same-run baseline / note")
+    widths = [max(len(str(row[i])) for row in rows) for i in range(5)] if rows else [0] * 5
+    header = ("figure", "goal", "measured", "ratio", "status", "same-run baseline / note")
     print()
     for row in [header, *rows]:
         print(
-            "  ".join(str(cell).ljust(widths[i]) for i, cell in enumerate(row[:4]))
+            "  ".join(str(cell).ljust(widths[i]) for i, cell in enumerate(row[:5]))
             + "  "
-            + str(row[4])
+            + str(row[5])
         )
     if machine:
         print(

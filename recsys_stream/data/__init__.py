@@ -25,16 +25,21 @@ from recsys_stream.data.movielens import (
     load_dataset,
 )
 from recsys_stream.data.named import SyntheticSpec, load_dataset_from_settings
+from recsys_stream.data.presets import PRESETS, SyntheticPreset
+from recsys_stream.data.profile import StreamProfile
 from recsys_stream.data.synthetic import SyntheticConfig, generate_synthetic
 
 __all__ = [
+    "PRESETS",
     "RATINGS_DTYPES",
     "VARIANTS",
     "Dataset",
     "DatasetChecksumError",
     "DatasetError",
     "DatasetUnavailableError",
+    "StreamProfile",
     "SyntheticConfig",
+    "SyntheticPreset",
     "SyntheticSpec",
     "Variant",
     "generate_synthetic",

@@ -59,6 +59,8 @@ _RELEASE_SLOTS: Final = 4096
 items released by a time come from a table lookup, not a search per event."""
 _GUIDE_CELLS_PER_ITEM: Final = 8
 _SESSIONS_PER_CHUNK: Final = 1 << 15
+_ONBOARDING_MARGIN: Final = 2
+"""An onboarding session draws this many times ``onboarding_events``: repeats are dropped."""
 _GENRE_SIZE_EXPONENT: Final = 0.7
 """Zipf exponent of genre sizes (and of how many users favour each genre)."""
 
@@ -97,9 +99,27 @@ class SyntheticConfig:
     """Ratings on the 0.5-5 half-star scale rather than on 1-5 stars."""
     unique_pairs: bool = True
     """Rate each (user, item) pair at most once."""
+    join_fraction: float = 0.9
+    """Users join uniformly over this first fraction of ``duration_s``."""
+    session_start_mean_s: float | None = None
+    """None: a session starts uniformly between its user's joining and the stream's end. Else
+    after the joining by an exponential delay of this mean (users most active when new), cut
+    at the end, except for a share ``returning_share`` of sessions that start uniformly."""
+    returning_share: float = 0.1
+    """With ``session_start_mean_s``: the share of sessions of users who come back at any
+    time (the stream's long tail in time)."""
+    onboarding_events: int = 0
+    """Each user's first session has at least this many events (MovieLens asks a new user to
+    rate 15 or more films); drawn with a margin for the repeats that ``unique_pairs`` drops."""
 
     def __post_init__(self) -> None:
-        for name in ("genre_loyalty", "session_focus", "initial_item_fraction"):
+        for name in (
+            "genre_loyalty",
+            "session_focus",
+            "initial_item_fraction",
+            "join_fraction",
+            "returning_share",
+        ):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must be between 0 and 1")
         if self.n_genres < 1 or self.duration_s < 1 or self.mean_session_length < 1:
@@ -108,6 +128,10 @@ class SyntheticConfig:
             raise ValueError("Zipf exponents must be non-negative")
         if self.mean_gap_in_session_s < 0 or self.rating_noise < 0:
             raise ValueError("mean_gap_in_session_s and rating_noise must be non-negative")
+        if self.onboarding_events < 0:
+            raise ValueError("onboarding_events must be non-negative")
+        if self.session_start_mean_s is not None and self.session_start_mean_s <= 0:
+            raise ValueError("session_start_mean_s must be positive (or None)")
 
 
 def generate_synthetic(
@@ -273,7 +297,7 @@ class _Audience:
         favourite = catalogue.draw_genres(rng, n_users)
         taste = rng.normal(0.0, 0.3, (n_users, catalogue.n_genres)).astype(np.float32)
         taste[np.arange(n_users), favourite] += 0.7
-        last_join = int(0.9 * config.duration_s)
+        last_join = int(config.join_fraction * config.duration_s)
         return cls(
             join=np.sort(rng.integers(0, last_join + 1, n_users, dtype=np.int64)),
             activity_cdf=np.cumsum(_zipf(rng.permutation(n_users), config.user_activity_exponent)),
@@ -309,23 +333,23 @@ def _draw_events(
             owners[: len(audience.join)] = np.arange(len(audience.join))
         # Chunks of sessions keep the temporaries small enough to be reused from the heap:
         # whole-round arrays of tens of millions spend more time in page faults than in work.
+        n_onboarding = len(audience.join) if cover_all and config.onboarding_events else 0
         chunks = [
-            _draw_sessions(rng, catalogue, audience, owners[at : at + _SESSIONS_PER_CHUNK], config)
+            _draw_sessions(
+                rng,
+                catalogue,
+                audience,
+                owners[at : at + _SESSIONS_PER_CHUNK],
+                config,
+                onboarding=max(0, min(_SESSIONS_PER_CHUNK, n_onboarding - at)),
+            )
             for at in range(0, n_sessions, _SESSIONS_PER_CHUNK)
         ]
         u, i, t = (np.concatenate(column) for column in zip(*chunks, strict=True))
         if config.unique_pairs:
-            keys = u * len(catalogue.item_genre) + i
-            sorted_keys, order = _stable_sort(keys, n_pairs - 1)
-            first = np.ones(len(keys), dtype=bool)
-            first[1:] = sorted_keys[1:] != sorted_keys[:-1]
-            new_keys, new_at = sorted_keys[first], order[first]
-            fresh = ~_contains(seen, new_keys)
-            # Two sorted runs, which the stable sort (timsort) merges in linear time.
-            seen = np.sort(np.concatenate([seen, new_keys[fresh]]), kind="stable")
-            keep = np.sort(new_at[fresh])
-            share_kept = max(len(keep) / len(keys), 0.01)
-            u, i, t = u[keep], i[keep], t[keep]
+            (u, i, t), seen, share_kept = _new_pairs(
+                u, i, t, seen, n_pairs, len(catalogue.item_genre)
+            )
         users.append(u)
         items.append(i)
         offsets.append(t)
@@ -335,6 +359,19 @@ def _draw_events(
             f"could not draw {n_events} distinct (user, item) pairs in {_MAX_ROUNDS} rounds; "
             "raise n_items or n_users, or set unique_pairs=False"
         )
+    for _ in range(_MAX_ROUNDS if config.onboarding_events else 0):
+        # Repeats dropped from an onboarding session can leave a user short: another one, put
+        # first so that cutting the surplus from the tail keeps it.
+        counts = np.bincount(np.concatenate(users)[:n_events], minlength=len(audience.join))
+        short = np.flatnonzero(counts < config.onboarding_events)
+        if len(short) == 0:
+            break
+        u, i, t = _draw_sessions(rng, catalogue, audience, short, config, onboarding=len(short))
+        if config.unique_pairs:
+            (u, i, t), seen, _ = _new_pairs(u, i, t, seen, n_pairs, len(catalogue.item_genre))
+        users.insert(0, u)
+        items.insert(0, i)
+        offsets.insert(0, t)
     # The surplus is the tail of the last round: random sessions at random times.
     return (
         np.concatenate(users)[:n_events],
@@ -343,18 +380,46 @@ def _draw_events(
     )
 
 
+def _new_pairs(
+    u: I64, i: I64, t: I64, seen: I64, n_pairs: int, n_items: int
+) -> tuple[tuple[I64, I64, I64], I64, float]:
+    """The events whose (user, item) pair is neither in ``seen`` nor earlier among them, the
+    pairs seen now, and the share of events kept."""
+    keys = u * n_items + i
+    sorted_keys, order = _stable_sort(keys, n_pairs - 1)
+    first = np.ones(len(keys), dtype=bool)
+    first[1:] = sorted_keys[1:] != sorted_keys[:-1]
+    new_keys, new_at = sorted_keys[first], order[first]
+    fresh = ~_contains(seen, new_keys)
+    # Two sorted runs, which the stable sort (timsort) merges in linear time.
+    seen = np.sort(np.concatenate([seen, new_keys[fresh]]), kind="stable")
+    keep = np.sort(new_at[fresh])
+    share_kept = max(len(keep) / max(len(keys), 1), 0.01)
+    return (u[keep], i[keep], t[keep]), seen, share_kept
+
+
 def _draw_sessions(
     rng: np.random.Generator,
     catalogue: _Catalogue,
     audience: _Audience,
     owners: I64,
     config: SyntheticConfig,
+    onboarding: int = 0,
 ) -> tuple[I64, I64, I64]:
-    """Users, items and time offsets of the events of one session per owner."""
+    """Users, items and time offsets of the events of one session per owner; the first
+    ``onboarding`` sessions are their owners' first, at their joining."""
     n_sessions = len(owners)
     lengths = rng.geometric(1.0 / config.mean_session_length, n_sessions)
     join = audience.join[owners]
     starts = join + rng.random(n_sessions) * (config.duration_s - join)
+    if config.session_start_mean_s is not None:
+        delay = rng.exponential(config.session_start_mean_s, n_sessions)
+        early = rng.random(n_sessions) >= config.returning_share
+        starts[early] = np.minimum(join + delay, config.duration_s - 1.0)[early]
+    if onboarding:
+        minimum = _ONBOARDING_MARGIN * config.onboarding_events
+        lengths[:onboarding] = np.maximum(lengths[:onboarding], minimum)
+        starts[:onboarding] = join[:onboarding]
     session_genre = audience.favourite[owners]
     wander = rng.random(n_sessions) >= config.genre_loyalty
     session_genre[wander] = catalogue.draw_genres(rng, int(wander.sum()))

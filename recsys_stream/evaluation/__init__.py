@@ -2,6 +2,12 @@
 per-event records its figures are computed from, and the offline protocols (80/20 RMSE,
 leave-one-out ranking) for comparison with published numbers."""
 
+from recsys_stream.evaluation.breakdown import (
+    BucketFigures,
+    bucket_figures,
+    item_popularity,
+    user_history,
+)
 from recsys_stream.evaluation.metrics import RankingLog, RatingLog
 from recsys_stream.evaluation.offline import (
     RankingEvaluation,
@@ -15,13 +21,17 @@ from recsys_stream.evaluation.prequential import BatchOutcome, PrequentialEvalua
 
 __all__ = [
     "BatchOutcome",
+    "BucketFigures",
     "PrequentialEvaluator",
     "RankingEvaluation",
     "RankingLog",
     "RatingEvaluation",
     "RatingLog",
+    "bucket_figures",
+    "item_popularity",
     "leave_latest_out",
     "random_split",
     "ranking_evaluation",
     "rating_evaluation",
+    "user_history",
 ]

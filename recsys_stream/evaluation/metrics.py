@@ -90,6 +90,11 @@ class RankingLog:
     def ranks(self) -> npt.NDArray[np.int64]:
         return self._rank.values.astype(np.int64)
 
+    @property
+    def event_index(self) -> npt.NDArray[np.int64]:
+        """The stream position of each ranked event."""
+        return self._event_index.values
+
     def overall(self) -> RankingFigures:
         """Figures over every relevant event."""
         return _ranking_figures(self.ranks, self.k)

@@ -171,6 +171,10 @@ class PrequentialEvaluator:
         for name, model in self.models.items():
             model.load_state_dict(state["models"][name])
 
+    def ranking_log(self, name: str) -> RankingLog:
+        """The per-event ranks of model ``name`` (for breakdowns: :mod:`.breakdown`)."""
+        return self._ranking[name]
+
     def hit_rate(self, name: str) -> float:
         """HR@k of one model so far (cheap: for progress displays)."""
         log = self._ranking[name]

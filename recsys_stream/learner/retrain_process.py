@@ -136,6 +136,10 @@ class ProcessRetrain:
         self._outbox.put(None)
         self._process.kill()
         self._process.join(30)
+        # Killed, the child breaks the pipe under a send in progress; the sender then returns,
+        # and only after that may the connection close (closing under it is a crash).
+        if self._sender.is_alive():
+            self._sender.join(30)
         self._connection.close()
 
     def _gone(self, exc: BaseException) -> RuntimeError:

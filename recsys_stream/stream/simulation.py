@@ -84,6 +84,7 @@ def run_simulation(
     log: InMemoryEventLog | None = None,
     follow_until: threading.Event | None = None,
     on_replayed: Callable[[RunReport], None] | None = None,
+    processor: StreamProcessor | None = None,
 ) -> RunReport:
     """Replay ``dataset`` and return the run's report.
 
@@ -92,11 +93,15 @@ def run_simulation(
     handed the report of the dataset once it has all been learned, and while following, the
     figures are published whenever the log runs dry with new events learned (a dashboard sees
     posted events counted without waiting for the next full report interval).
+
+    ``processor``, when given, is run instead of a fresh one from ``config`` (and ``sink``):
+    the caller can then read its evaluator's per-event records after the run.
     """
     sink = sink if sink is not None else InMemorySink()
-    processor = StreamProcessor.create(
-        config.learner, config.stream, sink, rating_range=dataset.rating_range
-    )
+    if processor is None:
+        processor = StreamProcessor.create(
+            config.learner, config.stream, sink, rating_range=dataset.rating_range
+        )
     log = log if log is not None else InMemoryEventLog(partitions=1)
     total = fill_log(dataset, log, config.max_events)
     consumer = LogConsumer(log)

@@ -11,6 +11,7 @@ from recsys_stream.data import (
     SyntheticSpec,
     generate_synthetic,
 )
+from recsys_stream.data.presets import PRESETS
 
 N_EVENTS, N_USERS, N_ITEMS = 100_000, 5_000, 2_000
 
@@ -188,8 +189,40 @@ def test_a_synthetic_name_gives_its_spec(name: str, expected: SyntheticSpec | No
 
 @pytest.mark.parametrize(
     "name",
-    ["synthetic:lots", "synthetic:1k:users=0", "synthetic:1k:colour=3", "synthetic:1k:items"],
+    [
+        "synthetic:lots",
+        "synthetic:1k:users=0",
+        "synthetic:1k:colour=3",
+        "synthetic:1k:items",
+        "synthetic:ml-10m-like",
+    ],
 )
 def test_a_synthetic_name_that_cannot_be_read_raises_a_dataset_error(name: str) -> None:
     with pytest.raises(DatasetError, match="cannot read"):
         SyntheticSpec.parse(name)
+
+
+@pytest.mark.parametrize("name", sorted(PRESETS))
+def test_a_preset_follows_its_published_statistics(name: str) -> None:
+    preset = PRESETS[name]
+    spec = SyntheticSpec.parse(f"synthetic:{name}")
+    assert spec is not None
+    ratings = spec.generate().ratings
+    assert len(ratings) == preset.events
+    assert ratings.user_id.nunique() == preset.users
+    assert ratings.item_id.max() <= preset.items
+    assert ratings.groupby("user_id").size().min() >= preset.config.onboarding_events
+    assert not ratings.duplicated(["user_id", "item_id"]).any()
+    span = ratings.timestamp.iloc[-1] - ratings.timestamp.iloc[0]
+    assert span <= preset.config.duration_s
+    assert span >= 0.9 * preset.config.duration_s
+    stars = set(ratings.rating.unique().tolist())
+    assert (0.5 in stars) == preset.config.half_stars
+
+
+def test_the_ml_1m_like_preset_rates_most_in_its_first_year() -> None:
+    spec = SyntheticSpec.parse("synthetic:ml-1m-like")
+    assert spec is not None
+    ratings = spec.generate().ratings
+    first_year = ratings.timestamp < spec.config.start_timestamp + 365 * 86_400
+    assert first_year.mean() > 0.7
