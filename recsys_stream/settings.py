@@ -199,6 +199,24 @@ class ApiSettings(BaseModel):
         description="Key required in the X-API-Key header of POST /events and admin routes. "
         "Unset: those routes refuse every request (there is no default key).",
     )
+    credentials_path: Path | None = Field(
+        default=None,
+        description="More API keys, each with a name: a directory of one key per file (a "
+        "Kubernetes Secret mount, e.g. /etc/recsys/api-keys) or a file of `name: key` lines; "
+        "read again every credentials_reload_s, so keys rotate without a restart.",
+    )
+    credentials_reload_s: float = Field(
+        default=5.0, gt=0, description="How often credentials_path is read again."
+    )
+    events_rate_per_s: float = Field(
+        default=100.0,
+        ge=0,
+        description="POST /events requests a second per API key (0: no limit); past it 429 "
+        "with Retry-After.",
+    )
+    events_burst: int = Field(
+        default=200, ge=1, description="Requests a key may send at once above the rate."
+    )
     max_k: int = Field(default=100, ge=1, description="Largest k a request may ask for.")
     max_batch_events: int = Field(default=1_000, ge=1)
     max_body_bytes: int = Field(default=1_000_000, ge=1_024)

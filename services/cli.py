@@ -444,9 +444,11 @@ def api(
         metadata.items if metadata is not None else None,
         ratings=metadata.ratings if metadata is not None else None,
     )
-    # uvicorn shuts down on SIGTERM, then raises the signal again with the handler it found:
+    # uvicorn shuts down on SIGTERM or SIGINT, then raises the signal again with the handler it
+    # found:
     # with this one the process then exits 0 (a clean stop), not "killed by SIGTERM".
     signal.signal(signal.SIGTERM, _exit_zero)
+    signal.signal(signal.SIGINT, _exit_zero)  # the image's STOPSIGNAL
     uvicorn.run(
         application,
         host=host,
@@ -523,6 +525,20 @@ def _serve_embedded(
     )
     thread = threading.Thread(target=server.run, name="api", daemon=True)
     thread.start()
+    # Before the replay: a port already taken must stop the command, not leave it printing a
+    # dashboard address that nothing serves. uvicorn has no start event, so its flag is polled.
+    deadline = time.monotonic() + 60
+    pause = threading.Event()
+    while not server.started and thread.is_alive() and time.monotonic() < deadline:
+        pause.wait(0.02)
+    if not server.started:
+        server.should_exit = True
+        typer.secho(
+            f"cannot serve on {settings.api.host}:{port} (is the port taken? --port N)",
+            fg=typer.colors.RED,
+            err=True,
+        )
+        raise typer.Exit(3)
     host = settings.api.host
     shown_host = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
     address = f"http://{shown_host}:{port}"

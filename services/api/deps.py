@@ -3,7 +3,6 @@ publisher, and the API-key guard of the write routes."""
 
 from __future__ import annotations
 
-import secrets
 from typing import Annotated
 
 from fastapi import Depends, Request, Security
@@ -13,6 +12,7 @@ from recsys_stream.serving import EventPublisher
 from recsys_stream.settings import ApiSettings
 from services.api.dashboard import page_writes_allowed
 from services.api.errors import ApiError
+from services.api.keys import RateLimiter
 from services.api.state import Serving
 
 # Dependencies are ``async def`` although they do not await: FastAPI runs a plain ``def``
@@ -42,25 +42,28 @@ API_KEY_HEADER = "X-API-Key"
 _api_key_scheme = APIKeyHeader(
     name=API_KEY_HEADER,
     auto_error=False,
-    description="The key configured as `RECSYS_API__API_KEY`; required to write.",
+    description="A key in force (`RECSYS_API__API_KEY`, or one of `RECSYS_API__CREDENTIALS_PATH`); "
+    "required to write.",
 )
 
 
 async def require_api_key(
     request: Request,
-    settings: SettingsDep,
+    serving: ServingDep,
     key: Annotated[str | None, Security(_api_key_scheme)],
 ) -> None:
-    """Let a write through only with the configured key (and never when none is set), or
-    from the dashboard's page in the embedded mode (:func:`page_writes_allowed`).
+    """Let a write through only with a key in force (and never when none is set), or from
+    the dashboard's page in the embedded mode (:func:`page_writes_allowed`).
 
-    Compared in constant time, as bytes: a header may hold any Latin-1 text, which
-    ``compare_digest`` refuses as ``str``.
+    The keys are ``RECSYS_API__API_KEY`` and those of ``RECSYS_API__CREDENTIALS_PATH``
+    (:class:`~services.api.keys.KeyRing`: named, rotated without a restart, compared in
+    constant time). The name of the key that matched is kept in ``request.state.api_key``
+    for the rate limit; the key itself is never logged nor answered.
     """
     if page_writes_allowed(request):
+        request.state.api_key = "page"
         return
-    expected = settings.api_key.get_secret_value() if settings.api_key is not None else ""
-    if not expected:
+    if not serving.keys.configured:
         raise ApiError(403, "writes_disabled", "writes are disabled: no API key is configured")
     if key is None:
         raise ApiError(
@@ -69,5 +72,21 @@ async def require_api_key(
             f"the {API_KEY_HEADER} header is required",
             headers={"WWW-Authenticate": f'ApiKey header="{API_KEY_HEADER}"'},
         )
-    if not secrets.compare_digest(key.encode(), expected.encode()):
+    name = serving.keys.identify(key)
+    if name is None:
         raise ApiError(403, "invalid_api_key", "the API key is not valid")
+    request.state.api_key = name
+
+
+async def limit_event_rate(request: Request, serving: ServingDep) -> None:
+    """429 with ``Retry-After`` once the key's requests exceed ``events_rate_per_s`` (with
+    bursts of ``events_burst``); runs after :func:`require_api_key`."""
+    name = getattr(request.state, "api_key", None) or "anonymous"
+    wait = serving.limiter.take(name)
+    if wait is not None:
+        raise ApiError(
+            429,
+            "rate_limited",
+            f"too many requests with this key; retry in {wait:.1f} s",
+            headers={"Retry-After": RateLimiter.retry_after(wait)},
+        )

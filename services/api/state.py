@@ -35,6 +35,7 @@ from recsys_stream.serving import (
 )
 from recsys_stream.settings import ApiSettings
 from services.api.errors import ApiError
+from services.api.keys import KeyRing, RateLimiter
 from services.api.telemetry import Telemetry
 
 logger = logging.getLogger(__name__)
@@ -196,6 +197,14 @@ class Serving:
     recent: RecentUsers
     metadata: dict[int, dict[str, object]] = field(default_factory=dict)
     """Per item id, the ``title``/``year``/``genres`` fields merged into each item answered."""
+    keys: KeyRing = field(init=False)
+    """The API keys in force (rotated from ``credentials_path`` without a restart)."""
+    limiter: RateLimiter = field(init=False)
+    """``POST /events`` requests per key."""
+
+    def __post_init__(self) -> None:
+        self.keys = KeyRing(self.settings)
+        self.limiter = RateLimiter(self.settings.events_rate_per_s, self.settings.events_burst)
 
     def cache_failed(self) -> None:
         """Note a failed cache read: count it and stop trying for a while."""

@@ -20,7 +20,7 @@ from starlette.responses import Response
 from recsys_stream.events import EventValidationError, RatingEvent
 from recsys_stream.serving import PublishError, PublishUnconfirmedError
 from recsys_stream.settings import ApiSettings
-from services.api.deps import PublisherDep, require_api_key
+from services.api.deps import PublisherDep, limit_event_rate, require_api_key
 from services.api.errors import ApiError
 from services.api.schemas import Accepted, EventIn, error_responses, json_response
 
@@ -36,7 +36,7 @@ def router(settings: ApiSettings) -> APIRouter:
         status_code=202,
         response_model=Accepted,
         responses=error_responses(400, 401, 403, 413, 422, 429, 503, 504),
-        dependencies=[Depends(require_api_key)],
+        dependencies=[Depends(require_api_key), Depends(limit_event_rate)],
         openapi_extra={"requestBody": _request_body(settings.max_batch_events)},
         summary="Send rating events",
     )
