@@ -11,6 +11,7 @@ import contextlib
 import dataclasses
 import os
 import signal
+import socket
 import threading
 import time
 import uuid
@@ -523,23 +524,25 @@ def _serve_embedded(
             application, host=settings.api.host, port=port, log_level="warning", access_log=False
         )
     )
-    thread = threading.Thread(target=server.run, name="api", daemon=True)
-    thread.start()
-    # Before the replay: a port already taken must stop the command, not leave it printing a
-    # dashboard address that nothing serves. uvicorn has no start event, so its flag is polled.
-    deadline = time.monotonic() + 60
-    pause = threading.Event()
-    while not server.started and thread.is_alive() and time.monotonic() < deadline:
-        pause.wait(0.02)
-    if not server.started:
-        server.should_exit = True
+    # Bound here, before the replay: a port already taken stops the command with one clear
+    # line, rather than leaving it to print a dashboard address that nothing serves.
+    host = settings.api.host
+    listener = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        listener.bind((host, port))
+    except OSError as exc:
+        listener.close()
         typer.secho(
-            f"cannot serve on {settings.api.host}:{port} (is the port taken? --port N)",
+            f"cannot serve on {host}:{port}: {exc.strerror} (another port: --port N)",
             fg=typer.colors.RED,
             err=True,
         )
-        raise typer.Exit(3)
-    host = settings.api.host
+        raise typer.Exit(3) from None
+    thread = threading.Thread(
+        target=server.run, kwargs={"sockets": [listener]}, name="api", daemon=True
+    )
+    thread.start()
     shown_host = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
     address = f"http://{shown_host}:{port}"
     typer.echo(f"API on {address} (dashboard: {address}/, docs: {address}/docs)")

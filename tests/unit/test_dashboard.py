@@ -6,6 +6,7 @@ exception to the API key (the embedded page on loopback); and the followed simul
 from __future__ import annotations
 
 import asyncio
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -16,6 +17,7 @@ import pytest
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
 from starlette.requests import Request
+from typer.testing import CliRunner
 
 from recsys_stream.data import generate_synthetic
 from recsys_stream.events import EventBatch, InMemoryEventLog, RatingEvent, encode
@@ -30,6 +32,7 @@ from recsys_stream.settings import (
     StreamConfig,
 )
 from recsys_stream.stream import SimulationConfig, StreamProcessor, run_simulation
+from services import cli
 from services.api import create_app
 from services.api.dashboard import (
     PAGE_HEADER,
@@ -346,3 +349,17 @@ def test_a_followed_simulation_reports_the_replay_then_learns_and_publishes_post
     assert [r.prequential.events for r in replayed] == [600]
     assert run.prequential.events == 601
     assert 5 not in sink.recommendations[3].item_ids  # learned: no longer recommended
+
+
+def test_serving_on_a_taken_port_is_one_clear_error_before_the_replay() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = CliRunner().invoke(
+            cli.app,
+            ["simulate", "--dataset", "synthetic:1k", "--serve", "--port", str(port)],
+        )
+    assert result.exit_code == 3, result.output
+    assert f"cannot serve on 127.0.0.1:{port}" in result.output
+    assert "Dashboard:" not in result.output
