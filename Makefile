@@ -20,7 +20,7 @@ ifneq ($(wildcard ../shared/data/ml-100k/u.data),)
 export RECSYS_DATA_DIR ?= $(abspath ../shared/data)
 endif
 
-.PHONY: help venv demo test lint typecheck pytest bench clean
+.PHONY: help venv demo test lint typecheck pytest chaos bench clean
 
 help: ## List the targets.
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -54,6 +54,10 @@ typecheck: venv ## mypy (strict) on the core, the adapters, scripts/ and the tes
 
 pytest: venv ## Only the tests, with a real Kafka and Redis started (and stopped) around them.
 	$(BIN)/python -m scripts.test_services run -- $(BIN)/pytest $(PYTEST_ARGS)
+
+chaos: venv ## The long fault-injection suite and a large fuzz budget; prints a results table.
+	RECSYS_FUZZ_EXAMPLES=10000 $(BIN)/pytest -q tests/unit/test_fuzz_decoder.py
+	RECSYS_CHAOS=1 $(BIN)/python -m scripts.test_services run -- $(BIN)/pytest -q tests/chaos tests/integration/test_faults.py tests/integration/test_ingestion_faults.py $(PYTEST_ARGS)
 
 bench: venv ## Run the benchmarks and print each goal beside its measured figure.
 	PYTHONPATH=. $(BIN)/python benchmarks/run.py $(BENCH)
