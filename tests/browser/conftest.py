@@ -19,10 +19,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 import uvicorn
-from playwright.sync_api import Browser, ConsoleMessage, Page, sync_playwright
+from playwright.sync_api import Browser, ConsoleMessage, Page, Response, sync_playwright
 
 CHROMIUM_NAMES = ("chromium", "chromium-browser")
 
@@ -83,8 +84,15 @@ class PageErrors:
 
     def __init__(self, page: Page) -> None:
         self.messages: list[str] = []
+        self.failed: list[tuple[int, str]] = []
+        """``(status, path)`` of every answer of 400 or more (the browser logs each one)."""
         page.on("console", self._console)
         page.on("pageerror", lambda error: self.messages.append(f"pageerror: {error}"))
+        page.on("response", self._response)
+
+    def _response(self, response: Response) -> None:
+        if response.status >= 400:
+            self.failed.append((response.status, urlsplit(response.url).path))
 
     def _console(self, message: ConsoleMessage) -> None:
         if message.type == "error":

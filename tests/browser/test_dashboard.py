@@ -140,6 +140,7 @@ def test_the_page_loads_without_console_errors(
     page.screenshot(path=str(artifacts / "live.png"), full_page=True)
     context.close()
     assert errors.messages == []
+    assert errors.failed == []
     weight = sum(
         len(Path(__file__).parents[2].joinpath("services/api/ui", name).read_bytes())
         for name in ("index.html", "app.js", "style.css")

@@ -9,6 +9,7 @@ kept in ``figures-services.json`` beside the screenshots.
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -105,6 +106,14 @@ def test_rating_from_the_page_through_kafka_changes_the_list(
     figures = {"click_to_list_ms_kafka": milliseconds, "user": user}
     (artifacts / "figures-services.json").write_text(json.dumps(figures, indent=2))
     print(f"\ndashboard figures (services): {json.dumps(figures)}")
-    assert errors.messages == []
+    # The one error answer allowed: a movie the trainer learned after the snapshot the API
+    # holds has no similar movies yet (404 unknown_item, which the page says in words); the
+    # browser logs each such answer on the console.
+    assert all(
+        status == 404 and re.fullmatch(r"/items/\d+/similar", path)
+        for status, path in errors.failed
+    ), errors.failed
+    logged = [m for m in errors.messages if "status of 404" not in m]
+    assert logged == []
     assert before[0] not in after
     assert 0 < milliseconds < LIST_TIMEOUT_MS

@@ -9,7 +9,8 @@ import asyncio
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Coroutine, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pandas as pd
@@ -255,6 +256,13 @@ def test_the_status_before_any_report(learned: Any) -> None:
     assert status.writes == "disabled"
 
 
+def _run(coroutine: Coroutine[Any, Any, None]) -> None:
+    """``coroutine`` run to the end on a loop of its own thread: the browser tests' Playwright
+    keeps an event loop in the main thread when they run in the same session."""
+    with ThreadPoolExecutor(1) as executor:
+        executor.submit(asyncio.run, coroutine).result()
+
+
 def test_freshness_is_acceptance_to_the_users_next_list() -> None:
     sink = InMemorySink()
     tracker = FreshnessTracker(give_up_s=60.0)
@@ -262,14 +270,14 @@ def test_freshness_is_acceptance_to_the_users_next_list() -> None:
     tracker.accepted([RatingEvent(1, 2, 4.0, now), RatingEvent(2, 3, 4.0, now)], now)
     tracker.accepted([RatingEvent(3, 3, 4.0, now)], now - 120)
     sink.publish_recommendations([UserRecommendations(1, [5], [1.0], 1, now + 0.25)], [])
-    asyncio.run(tracker.settle(sink))
+    _run(tracker.settle(sink))
     p50, p99, samples = tracker.figures()
     assert samples == 1
     assert p50 == pytest.approx(0.25)
     assert p99 == pytest.approx(0.25)
     assert tracker.stale == 1  # user 3's list never came
     sink.publish_recommendations([UserRecommendations(2, [5], [1.0], 1, now + 0.5)], [])
-    asyncio.run(tracker.settle(sink))
+    _run(tracker.settle(sink))
     assert tracker.figures()[2] == 2
 
 

@@ -242,7 +242,9 @@ async function showMovie(item) {
     $("similar").replaceChildren(...similar.items.map((s) =>
       itemRow(s, el("span", { class: "g" }, "cos " + fmt(s.score, 2)), false)));
   } catch (error) {
-    $("similar").replaceChildren(el("li", {}, "no similar movies: " + error.message));
+    const why = error.code === "unknown_item"
+      ? "this movie is not in the model snapshot yet (it comes with the next one)" : error.message;
+    $("similar").replaceChildren(el("li", {}, "no similar movies: " + why));
   }
 }
 
