@@ -55,7 +55,9 @@ class JsonFormatter(logging.Formatter):
         )
         if record.exc_info:
             line["exception"] = self.formatException(record.exc_info)
-        return orjson.dumps(line, default=str).decode()
+        # Extras are whatever a caller logs (offsets keyed by partition number, say): a log
+        # line must never fail to be written over the type of a key.
+        return orjson.dumps(line, default=str, option=orjson.OPT_NON_STR_KEYS).decode()
 
 
 def logging_config(settings: Settings) -> dict[str, Any]:

@@ -18,6 +18,7 @@ import logging
 import multiprocessing
 import pickle
 import queue
+import signal
 import threading
 from multiprocessing.connection import Connection
 from typing import Any
@@ -187,6 +188,8 @@ def _cpu(inputs: BatchInputs) -> BatchInputs:
 
 def _train(connection: Connection, threads: int) -> None:
     """The child: fit the snapshot, then learn the online batches until ``finish``."""
+    # A terminal's Ctrl-C reaches the whole process group: the parent cancels its retrain.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     torch.set_num_threads(threads)
     try:
         state, features_config, model_config, device, relevance, seed, retrain = _receive(

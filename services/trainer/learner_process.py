@@ -34,6 +34,7 @@ import atexit
 import itertools
 import logging
 import multiprocessing
+import signal
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -198,6 +199,9 @@ def _sink(settings: Settings) -> OutputSink:
 
 def _serve(connection: Connection, settings: Settings) -> None:
     """The learner process: a :class:`TrainerCore` answering requests until ``close``."""
+    # A Ctrl-C in a terminal reaches the whole process group; the trainer, not the learner,
+    # decides when to stop, so that its final checkpoint is still written.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     configure_logging(settings)
     core = TrainerCore(settings, _sink(settings))
     core.restore()

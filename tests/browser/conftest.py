@@ -57,8 +57,10 @@ def chromium_executable() -> str:
     return found
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def browser(chromium_executable: str) -> Iterator[Browser]:
+    # Package scope, not session: while Playwright's sync API is open it holds a running event
+    # loop in the main thread, and every later test's asyncio.run() would refuse to start.
     with sync_playwright() as playwright:
         # --no-sandbox: the tests run as root in CI, where Chromium's sandbox refuses to start.
         launched = playwright.chromium.launch(

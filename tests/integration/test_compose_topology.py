@@ -82,6 +82,14 @@ def _wait_learned(trainer: LocalService, count: int, timeout_s: float = 180) -> 
         time.sleep(0.2)  # polling interval of a bounded wait
 
 
+def _wait_ready(service: LocalService, timeout_s: float = 30) -> None:
+    """Until ``/readyz`` answers 200: a trainer is ready from its first tick after joining."""
+    deadline = time.monotonic() + timeout_s
+    while (answer := _get(service.url("/readyz")))[0] != 200:
+        assert time.monotonic() < deadline, f"{service.name} not ready: {answer[1]!r}"
+        time.sleep(0.2)  # polling interval of a bounded wait
+
+
 def test_the_compose_topology_learns_and_serves_a_replayed_slice(
     kafka_bootstrap_servers: str, redis_url: str, tmp_path: Path, data_dir: Path
 ) -> None:
@@ -119,8 +127,8 @@ def test_the_compose_topology_learns_and_serves_a_replayed_slice(
         status, body = _get(api.url("/metrics/prequential"))
         assert status == 200, body
         assert orjson.loads(body)["events"] >= 5_000
-        assert _get(api.url("/readyz"))[0] == 200
-        assert _get(trainer.url("/readyz"))[0] == 200
+        for service in (api, trainer):
+            _wait_ready(service)
 
         # An event posted to the API reaches the trainer through Kafka.
         posted = {"user_id": user, "item_id": 50, "rating": 5.0}

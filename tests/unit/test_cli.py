@@ -136,5 +136,5 @@ def test_simulate_runs_a_synthetic_stream_by_name(tmp_path: Path) -> None:
 def test_a_synthetic_name_that_cannot_be_read_is_one_clear_error() -> None:
     result = runner.invoke(app, ["simulate", "--dataset", "synthetic:1M:colours=3"])
     assert result.exit_code == 2
-    assert "synthetic[:EVENTS]" in result.output
+    assert "synthetic[:EVENTS|:PRESET]" in result.output
     assert "Traceback" not in result.output
