@@ -9,6 +9,7 @@ and by the item's popularity at the event (``recsys_stream.evaluation.breakdown`
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 import time
 from typing import Any
@@ -19,11 +20,42 @@ from recsys_stream.data import PRESETS, Dataset, StreamProfile, SyntheticSpec, l
 from recsys_stream.evaluation import bucket_figures, item_popularity, user_history
 from recsys_stream.evaluation.breakdown import HISTORY_EDGES, POPULARITY_EDGES
 from recsys_stream.serving import InMemorySink
-from recsys_stream.settings import Settings
+from recsys_stream.settings import LearnerConfig, Settings
 from recsys_stream.stream import SimulationConfig, StreamProcessor, run_simulation
 
 COMMAND = ".venv/bin/python benchmarks/bench_presets.py (make bench)"
 MODELS = ("learner", "recent_popular", "cooc_knn", "most_popular")
+ABLATION_STREAMS = ("ml-100k", "ml-latest-small-like")
+"""Streams of 100k events, where a run of the learner alone takes seconds."""
+
+
+def _ablations(config: LearnerConfig) -> dict[str, LearnerConfig]:
+    """The learner with one component taken out at a time."""
+    model, retrain = config.model, config.retrain
+    return {
+        "default": config,
+        "no user embedding": dataclasses.replace(
+            config, model=dataclasses.replace(model, user_lr=0.0, user_gate_init=0.0)
+        ),
+        "context of 1 item": dataclasses.replace(
+            config, model=dataclasses.replace(model, context_length=1)
+        ),
+        "no full retrains": dataclasses.replace(
+            config, retrain=dataclasses.replace(retrain, every_events=None, every_seconds=None)
+        ),
+        "no replay reservoir": dataclasses.replace(config, replay_per_batch=0),
+    }
+
+
+def _ablation_hr(dataset: Dataset) -> dict[str, float]:
+    settings = Settings()
+    stream = dataclasses.replace(settings.stream, baselines=False)
+    result = {}
+    for name, learner in _ablations(settings.learner).items():
+        report = run_simulation(dataset, SimulationConfig(learner=learner, stream=stream))
+        result[name] = report.prequential.models["learner"].overall.hr
+        print(f"{dataset.name} ablation {name}: HR@10 {result[name]:.4f}", file=sys.stderr)
+    return result
 
 
 def _run(dataset: Dataset) -> tuple[dict[str, Any], float, float, float]:
@@ -90,12 +122,17 @@ def main() -> int:
             f"{spec.items:,} items, seed {spec.seed})",
         )
     results: list[Result] = []
-    extra: dict[str, Any] = {"profiles": {}, "breakdowns": {}}
+    extra: dict[str, Any] = {"profiles": {}, "breakdowns": {}, "ablations": {}}
     for name, (dataset, data) in streams.items():
         extra["profiles"][name] = StreamProfile.of(dataset).to_dict()
         breakdown, learner, recent, knn = _run(dataset)
         extra["breakdowns"][name] = breakdown
         _print_breakdown(name, breakdown)
+        if name in ABLATION_STREAMS:
+            extra["ablations"][name] = {
+                "recent_popular": recent,
+                "learner": _ablation_hr(dataset),
+            }
         real = name == "ml-100k"
         goal = 2.5 if real else 2.3
         results.append(
