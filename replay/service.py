@@ -41,6 +41,7 @@ from recsys_stream.events import (
 )
 from recsys_stream.files import atomic_write
 from recsys_stream.settings import KafkaSettings, ReplaySettings, Settings
+from services.kafka_security import kafka_python_options
 from services.topics import BrokerUnavailableError, ensure_topics, partition_of
 
 log = logging.getLogger(__name__)
@@ -178,6 +179,7 @@ class Replayer:
             bootstrap_servers=self.config.bootstrap_servers,
             enable_auto_commit=False,
             consumer_timeout_ms=int(self.config.connect_timeout_s * 1000),
+            **kafka_python_options(self.config.kafka),
         )
         highest: dict[int, int] = {}
         prefix = f"{self.dataset_name}:"
@@ -371,6 +373,7 @@ class Replayer:
                 request_timeout_ms=int(config.connect_timeout_s * 1000),
                 bootstrap_timeout_ms=int(config.connect_timeout_s * 1000),
                 max_block_ms=int(config.connect_timeout_s * 1000),
+                **kafka_python_options(config.kafka),
             )
         except KafkaError as exc:
             raise BrokerUnavailableError(
@@ -379,7 +382,10 @@ class Replayer:
             ) from None
 
     def _end_offsets(self, partitions: int) -> dict[int, int]:
-        consumer = KafkaConsumer(bootstrap_servers=self.config.bootstrap_servers)
+        consumer = KafkaConsumer(
+            bootstrap_servers=self.config.bootstrap_servers,
+            **kafka_python_options(self.config.kafka),
+        )
         try:
             tps = [TopicPartition(self.config.topic, p) for p in range(partitions)]
             return {tp.partition: offset for tp, offset in consumer.end_offsets(tps).items()}

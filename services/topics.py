@@ -18,6 +18,7 @@ from kafka.errors import KafkaError, TopicAlreadyExistsError
 from kafka.partitioner.default import murmur2
 
 from recsys_stream.settings import KafkaSettings
+from services.kafka_security import kafka_python_options
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +48,7 @@ def ensure_topics(kafka: KafkaSettings, names: Sequence[str]) -> dict[str, int]:
             request_timeout_ms=timeout_ms,
             bootstrap_timeout_ms=timeout_ms,
             client_id="recsys-topics",
+            **kafka_python_options(kafka),
         )
     except KafkaError as exc:
         raise BrokerUnavailableError(
@@ -71,7 +73,9 @@ def ensure_topics(kafka: KafkaSettings, names: Sequence[str]) -> dict[str, int]:
         raise BrokerUnavailableError(f"cannot create the topics {list(names)}: {exc}") from None
     finally:
         admin.close()
-    consumer = KafkaConsumer(bootstrap_servers=kafka.bootstrap_servers)
+    consumer = KafkaConsumer(
+        bootstrap_servers=kafka.bootstrap_servers, **kafka_python_options(kafka)
+    )
     try:
         deadline = time.monotonic() + kafka.connect_timeout_s
         found: dict[str, int] = {}

@@ -147,3 +147,13 @@ def test_no_key_reaches_a_log_line_or_an_answer(
             assert BETA not in answer.text
     assert ALPHA not in caplog.text
     assert BETA not in caplog.text
+
+
+def test_the_dashboard_asks_for_a_key_when_only_the_credentials_file_has_keys(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "replay").write_text(ALPHA)
+    for client in _client(credentials_path=tmp_path):
+        assert client.get("/dashboard/status").json()["writes"] == "key"
+    for client in _client(credentials_path=tmp_path / "absent"):
+        assert client.get("/dashboard/status").json()["writes"] == "disabled"

@@ -24,8 +24,13 @@ def test_extras_keyed_by_numbers_are_written_with_string_keys() -> None:
     assert line["message"] == "committed offsets"
 
 
+class _Partition:
+    def __str__(self) -> str:
+        return "ratings/3"
+
+
 def test_extras_json_cannot_hold_are_written_as_their_text() -> None:
-    assert _line(where=logging.getLogger("x"))["where"] == "<Logger x (WARNING)>"
+    assert _line(where=_Partition())["where"] == "ratings/3"
 
 
 def test_an_exception_is_written_with_its_traceback() -> None:

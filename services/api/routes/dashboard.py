@@ -62,12 +62,9 @@ def router() -> APIRouter:
         series = dashboard.series
         await dashboard.freshness.settle(serving.cache)
         p50, p99, samples = dashboard.freshness.figures()
-        key_configured = bool(
-            serving.settings.api_key is not None and serving.settings.api_key.get_secret_value()
-        )
         return json_response(
             {
-                "writes": dashboard.write_mode(key_configured),
+                "writes": dashboard.write_mode(serving.keys.configured),
                 "live": answer(live) if live is not None else None,
                 "users": live.users if live is not None else None,
                 "items": live.items if live is not None else None,
