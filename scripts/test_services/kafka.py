@@ -200,7 +200,8 @@ class LocalKafka(_LocalServer):
             jvm += ["-cp", f"{libs}/*"]
             cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
             format_storage = [*jvm, "kafka.tools.StorageTool", "format"]
-            format_storage += ["-t", cluster_id, "-c", str(properties)]
+            # One argument: an id may begin with "-", which the tool would read as an option.
+            format_storage += [f"--cluster-id={cluster_id}", "-c", str(properties)]
             with log_path.open("ab") as log:
                 formatted = subprocess.run(
                     format_storage,

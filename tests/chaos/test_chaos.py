@@ -292,6 +292,22 @@ def _api_process(
             process.wait()
 
 
+def _wait_ready(url: str, timeout: float) -> None:
+    """Until the API's ``/readyz`` answers 200; on a timeout, say which checks failed."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            answer = httpx.get(f"{url}/readyz", timeout=5)
+        except httpx.HTTPError as exc:
+            last = repr(exc)
+        else:
+            if answer.status_code == 200:
+                return
+            last = answer.text
+        assert time.monotonic() < deadline, f"the API is not ready: {last}"
+        time.sleep(0.05)  # polling interval of a deadline loop
+
+
 def _status(url: str) -> int | None:
     try:
         return httpx.get(url, timeout=5).status_code
@@ -353,8 +369,11 @@ def test_redis_flushed_or_restarted_under_the_trainer_and_the_api(
         trainer.start()
         trainer.wait_for(lambda s: s["events_learned"] >= 4_000)
         users = sorted({int(u) for u in frame["user_id"].iloc[:4_000]})[:100]
-        with _api_process(servers, redis_server.url, tmp_path) as (url, _):
-            _wait(lambda: _status(f"{url}/readyz") == 200, 60, "the API ready")
+        with _api_process(servers, redis_server.url, tmp_path, RECSYS_KAFKA__TOPIC=topic) as (
+            url,
+            _,
+        ):
+            _wait_ready(url, 60)
             with Load(url, users) as load:
                 _wait(lambda: sum(load.statuses.values()) > 200, 60, "load")
                 if fault == "flushed":
@@ -365,7 +384,7 @@ def test_redis_flushed_or_restarted_under_the_trainer_and_the_api(
                 back = time.monotonic()
                 _replay(servers, topic, frame.iloc[4_000:])
                 final = trainer.wait_for(lambda s: s["events_learned"] >= len(frame))
-                _wait(lambda: _status(f"{url}/readyz") == 200, 120, "the API ready again")
+                _wait_ready(url, 120)
                 recovery = time.monotonic() - back
                 _wait(lambda: sum(load.statuses.values()) > 1_000, 120, "more load")
     outcome = _outcome(final["events_learned"], len(frame))
@@ -479,7 +498,7 @@ def test_soak_the_api_under_load_and_the_trainer_under_a_steady_stream(
     samples: dict[str, list[tuple[int, int]]] = {"api": [], "trainer": [], "learner": []}
     offered = 2_000
     with _api_process(servers, redis_url, tmp_path, RECSYS_KAFKA__TOPIC=topic) as (url, api_pid):
-        with Load(url, users) as load, httpx.Client(timeout=10) as client:
+        with Load(url, users) as load, httpx.Client(base_url=url, timeout=10) as client:
             started = time.monotonic()
             next_sample = started
             n = 0
