@@ -56,7 +56,8 @@ pytest: venv ## Only the tests, with a real Kafka and Redis started (and stopped
 	$(BIN)/python -m scripts.test_services run -- $(BIN)/pytest $(PYTEST_ARGS)
 
 chaos: venv ## The long fault-injection suite and a large fuzz budget; prints a results table.
-	RECSYS_FUZZ_EXAMPLES=10000 $(BIN)/pytest -q tests/unit/test_fuzz_decoder.py
+	RECSYS_FUZZ_EXAMPLES=10000 $(BIN)/pytest -q tests/unit/test_fuzz_decoder.py \
+		tests/unit/test_api.py::test_linked_requests_are_never_answered_with_a_server_error
 	RECSYS_CHAOS=1 $(BIN)/python -m scripts.test_services run -- $(BIN)/pytest -q tests/chaos tests/integration/test_faults.py tests/integration/test_ingestion_faults.py $(PYTEST_ARGS)
 
 bench: venv ## Run the benchmarks and print each goal beside its measured figure.

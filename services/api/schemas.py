@@ -321,6 +321,25 @@ class Readiness(BaseModel):
     error: ErrorInfo | None = None
 
 
+def linked(status: int, **links: tuple[str, dict[str, str]]) -> dict[int | str, dict[str, Any]]:
+    """The ``responses=`` entry giving an answer its OpenAPI links: each ``name=(operation,
+    {parameter: runtime expression})`` says which operation the answer's ids lead to (a
+    client, or a stateful test, follows them).
+
+    >>> entry = linked(200, Similar=("similar_items", {"item_id": "$response.body#/item_id"}))
+    >>> entry[200]["links"]["Similar"]
+    {'operationId': 'similar_items', 'parameters': {'item_id': '$response.body#/item_id'}}
+    """
+    return {
+        status: {
+            "links": {
+                name: {"operationId": operation, "parameters": parameters}
+                for name, (operation, parameters) in links.items()
+            }
+        }
+    }
+
+
 def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     """The ``responses=`` entries documenting a route's error answers."""
     descriptions = {

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import os
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from typing import Any
@@ -875,3 +877,53 @@ def test_no_request_is_answered_with_a_server_error(
         case.call_and_validate(checks=[not_a_server_error])
 
     answer_is_not_a_server_error()
+
+
+STATEFUL_EXAMPLES = int(os.environ.get("RECSYS_FUZZ_EXAMPLES", "200")) // 10
+"""Scenarios of the stateful run: 20 in ``make test``, 1,000 in ``make chaos``."""
+
+
+def test_the_schema_links_answers_to_the_operations_their_ids_lead_to(api_schema: Any) -> None:
+    paths = api_schema.raw_schema["paths"]
+    search = paths["/items/search"]["get"]["responses"]["200"]["links"]
+    assert search["SimilarToTheFirst"]["operationId"] == "similar_items"
+    posted = paths["/events"]["post"]["responses"]["202"]["links"]
+    assert posted["RecommendationsOfTheUser"]["parameters"] == {"user_id": "$request.body#/user_id"}
+    operation_ids = {
+        operation["operationId"] for methods in paths.values() for operation in methods.values()
+    }
+    for methods in paths.values():
+        for operation in methods.values():
+            for answer in operation["responses"].values():
+                for link in answer.get("links", {}).values():
+                    assert link["operationId"] in operation_ids, link
+
+
+def test_linked_requests_are_never_answered_with_a_server_error(api_schema: Any) -> None:
+    """Stateful: schemathesis chains calls along the OpenAPI links (a posted event's user to
+    their list and history, a list's first item to its similar items, ...)."""
+    answered: Counter[tuple[str, str, int]] = Counter()
+
+    class Workflow(api_schema.as_state_machine()):  # type: ignore[misc]
+        def get_call_kwargs(self, case: Any) -> dict[str, Any]:
+            return {"headers": {"X-API-Key": API_KEY}}
+
+        def after_call(self, response: Any, case: Any) -> None:
+            answered[(case.method, case.path, response.status_code)] += 1
+
+        def validate_response(self, response: Any, case: Any, **kwargs: Any) -> None:
+            case.validate_response(response, checks=[not_a_server_error])
+
+    Workflow.run(
+        settings=settings(
+            max_examples=STATEFUL_EXAMPLES,
+            stateful_step_count=6,
+            derandomize=True,
+            deadline=None,
+            database=None,
+            suppress_health_check=list(HealthCheck),
+        )
+    )
+    # The links were followed: a known item's similar items (a random id is almost never one).
+    assert answered[("GET", "/items/{item_id}/similar", 200)] > 0, answered
+    assert not [key for key in answered if key[2] >= 500]

@@ -5,7 +5,7 @@ valid or an :class:`Invalid` with a code and a reason, and a valid event encodes
 equal one.
 
 The budget is ``RECSYS_FUZZ_EXAMPLES`` examples per property (200 in ``make test``;
-``make chaos`` runs 20,000). Fixed seeds: a failure reproduces.
+``make chaos`` runs 10,000). Fixed seeds: a failure reproduces.
 """
 
 from __future__ import annotations

@@ -22,7 +22,7 @@ from recsys_stream.serving import PublishError, PublishUnconfirmedError
 from recsys_stream.settings import ApiSettings
 from services.api.deps import PublisherDep, limit_event_rate, require_api_key
 from services.api.errors import ApiError
-from services.api.schemas import Accepted, EventIn, error_responses, json_response
+from services.api.schemas import Accepted, EventIn, error_responses, json_response, linked
 
 DEFAULT_SOURCE = "api"
 
@@ -35,7 +35,15 @@ def router(settings: ApiSettings) -> APIRouter:
         "/events",
         status_code=202,
         response_model=Accepted,
-        responses=error_responses(400, 401, 403, 413, 422, 429, 503, 504),
+        responses=error_responses(400, 401, 403, 413, 422, 429, 503, 504)
+        | linked(
+            202,
+            RecommendationsOfTheUser=(
+                "recommend_for_user",
+                {"user_id": "$request.body#/user_id"},
+            ),
+            HistoryOfTheUser=("user_history", {"user_id": "$request.body#/user_id"}),
+        ),
         dependencies=[Depends(require_api_key), Depends(limit_event_rate)],
         openapi_extra={"requestBody": _request_body(settings.max_batch_events)},
         summary="Send rating events",

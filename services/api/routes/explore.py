@@ -13,7 +13,7 @@ from services.api.dashboard import DashboardState
 from services.api.dashboard_schemas import SearchResults, UserHistory
 from services.api.deps import ServingDep
 from services.api.explorer import CatalogueItem
-from services.api.schemas import error_responses, json_response
+from services.api.schemas import error_responses, json_response, linked
 from services.api.state import Serving
 
 __all__ = ["router"]
@@ -27,7 +27,10 @@ def router() -> APIRouter:
     @routes.get(
         "/items/search",
         response_model=SearchResults,
-        responses=error_responses(422),
+        responses=error_responses(422)
+        | linked(
+            200, SimilarToTheFirst=("similar_items", {"item_id": "$response.body#/items/0/item_id"})
+        ),
         summary="Find items by title",
     )
     async def search_items(
@@ -43,7 +46,15 @@ def router() -> APIRouter:
     @routes.get(
         "/users/{user_id}/history",
         response_model=UserHistory,
-        responses=error_responses(422),
+        responses=error_responses(422)
+        | linked(
+            200,
+            Recommendations=("recommend_for_user", {"user_id": "$response.body#/user_id"}),
+            SimilarToTheLatest=(
+                "similar_items",
+                {"item_id": "$response.body#/ratings/0/item_id"},
+            ),
+        ),
         summary="A user's latest ratings",
     )
     async def user_history(

@@ -41,6 +41,7 @@ from services.api.schemas import (
     Source,
     error_responses,
     json_response,
+    linked,
 )
 from services.api.state import Serving
 
@@ -57,7 +58,12 @@ def router(settings: ApiSettings) -> APIRouter:
     @routes.get(
         "/users/{user_id}/recommendations",
         response_model=Recommendations,
-        responses=error_responses(422, 503),
+        responses=error_responses(422, 503)
+        | linked(
+            200,
+            SimilarToTheFirst=("similar_items", {"item_id": "$response.body#/items/0/item_id"}),
+            History=("user_history", {"user_id": "$response.body#/user_id"}),
+        ),
         summary="A user's top-k items",
     )
     async def recommend_for_user(
@@ -78,7 +84,10 @@ def router(settings: ApiSettings) -> APIRouter:
     @routes.get(
         "/items/{item_id}/similar",
         response_model=SimilarItems,
-        responses=error_responses(404, 422, 503),
+        responses=error_responses(404, 422, 503)
+        | linked(
+            200, SimilarToTheFirst=("similar_items", {"item_id": "$response.body#/items/0/item_id"})
+        ),
         summary="Items similar to an item",
     )
     async def similar_items(
