@@ -51,8 +51,12 @@ def target_ranks(scores: torch.Tensor, mask: torch.Tensor, targets: torch.Tensor
     targets = targets.to(scores.device)[:, None]
     target_score = scores.gather(1, targets)
     columns = torch.arange(n_items, device=scores.device)[None, :]
-    beats = (scores > target_score) | ((scores == target_score) & (columns < targets))
-    ranks = (beats & mask).sum(dim=1)
+    # An earlier column wins a tie: it beats the target when its score is at least as high.
+    beats = torch.where(columns < targets, scores >= target_score, scores > target_score)
+    beats &= mask
+    # Summed as bytes into int32: a sum of bools widens every element to int64 first (~1.5x
+    # slower on a 9.7k-item catalogue, and the evaluator ranks for every model).
+    ranks = beats.view(torch.uint8).sum(dim=1, dtype=torch.int32).long()
     valid = mask.gather(1, targets).squeeze(1)
     return torch.where(valid, ranks, torch.full_like(ranks, MISS))
 
