@@ -349,8 +349,8 @@ class Load:
         return sum(n for status, n in self.statuses.items() if status >= 500 or status == 0)
 
 
-@pytest.mark.parametrize("fault", ["flushed", "restarted"])
-def test_redis_flushed_or_restarted_under_the_trainer_and_the_api(
+@pytest.mark.parametrize("fault", ["flushed", "restarted", "stopped"])
+def test_redis_flushed_restarted_or_stopped_under_the_trainer_and_the_api(
     fault: str,
     kafka_bootstrap_servers: str,
     ratings: pd.DataFrame,
@@ -376,13 +376,29 @@ def test_redis_flushed_or_restarted_under_the_trainer_and_the_api(
             _wait_ready(url, 60)
             with Load(url, users) as load:
                 _wait(lambda: sum(load.statuses.values()) > 200, 60, "load")
+                restarts = 0
                 if fault == "flushed":
                     _flush(redis_server)
-                else:
+                    _replay(servers, topic, frame.iloc[4_000:])
+                elif fault == "restarted":
                     redis_server.kill()
                     redis_server.start()
+                    _replay(servers, topic, frame.iloc[4_000:])
+                else:
+                    # Down for 10 s while the stream goes on: the trainer learns it meanwhile.
+                    redis_server.stop()
+                    outage = time.monotonic()
+                    _replay(servers, topic, frame.iloc[4_000:])
+                    while time.monotonic() - outage < 10:  # the outage lasts 10 s
+                        if trainer.process is not None and trainer.process.poll() is not None:
+                            restarts += 1  # as Kubernetes would
+                            trainer.start()
+                        time.sleep(0.5)
+                    redis_server.start()
                 back = time.monotonic()
-                _replay(servers, topic, frame.iloc[4_000:])
+                if trainer.process is not None and trainer.process.poll() is not None:
+                    restarts += 1
+                    trainer.start()
                 final = trainer.wait_for(lambda s: s["events_learned"] >= len(frame))
                 _wait_ready(url, 120)
                 recovery = time.monotonic() - back
@@ -390,7 +406,8 @@ def test_redis_flushed_or_restarted_under_the_trainer_and_the_api(
     outcome = _outcome(final["events_learned"], len(frame))
     record(Row(f"Redis {fault} under trainer and api", 1, **outcome, errors_5xx=load.errors,
                recovery_s=recovery,
-               note=f"{sum(load.statuses.values()):,} GETs, until /readyz again"))  # fmt: skip
+               note=f"{sum(load.statuses.values()):,} GETs, until /readyz again; "
+                    f"trainer restarts: {restarts}"))  # fmt: skip
     assert outcome["lost"] == outcome["twice"] == 0
     assert load.errors == 0, load.statuses
 
