@@ -235,6 +235,16 @@ class StreamFeatures:
         keep = history >= 0
         return rows[keep], history[keep]
 
+    def advance(self, batch: EventBatch, device: torch.device) -> tuple[BatchInputs, int, int]:
+        """Register ``batch``, build its training inputs from the log before it, then fold it
+        in: what the online learner does with a batch, and what a retrain's copy of these
+        features does to catch up with the batches learned online meanwhile. Returns the
+        inputs and the numbers of user and item rows the model then needs."""
+        users, items = self.register(batch)
+        inputs = self.inputs(batch, users, items, device, with_exclusions=True)
+        self.update(batch, users, items)
+        return inputs, len(self.users), len(self.items)
+
     def update(self, batch: EventBatch, users: IntArray, items: IntArray) -> None:
         """Fold a learned batch (registered rows) into the summaries."""
         self.sequences.append(users, items, batch.ratings)

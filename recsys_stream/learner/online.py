@@ -81,17 +81,14 @@ class OnlineLearner:
         if len(batch) == 0:
             return
         with self.lock:
-            users, items = self.features.register(batch)
-            n_users, n_items = len(self.features.users), len(self.features.items)
+            inputs, n_users, n_items = self.features.advance(batch, self.device)
             self.model.ensure_rows(n_users, n_items)
-            inputs = self.features.inputs(batch, users, items, self.device, with_exclusions=True)
             replayed = self.replay.sample(self.config.replay_per_batch, inputs)
             self.last_losses = self.model.learn(concatenate(inputs, replayed))
             self.replay.add(inputs)
-            self.features.update(batch, users, items)
             self.events_learned += len(batch)
             if self._retrain is not None:
-                self._retrain.record(inputs, n_users, n_items)
+                self._retrain.record(batch)
                 if self._retrain.ready:
                     self._finish_retrain()
             elif self._retrain_due():

@@ -3,8 +3,10 @@
 Online learning sees each event once, in order; a full retrain revisits every retained event for
 several epochs in shuffled mini-batches. It runs in a background thread on a snapshot of the
 log-derived state while online learning goes on; every micro-batch learned online meanwhile is
-queued, the new model catches up on that queue, and the learner swaps it in between two batches,
-with a new model version. The retrained model has then learned every event the old one had.
+queued (as events: the snapshot's features rebuild each batch's inputs, so the queue stays as
+small as the events themselves), the new model catches up on that queue, and the learner swaps it
+in between two batches, with a new model version. The retrained model has then learned every
+event the old one had.
 """
 
 from __future__ import annotations
@@ -14,9 +16,10 @@ import threading
 import time
 from collections import deque
 
+from recsys_stream.events import EventBatch
 from recsys_stream.learner.features import StreamFeatures
 from recsys_stream.learner.training import fit_stored_events
-from recsys_stream.model import BatchInputs, ContextualNeuMF
+from recsys_stream.model import ContextualNeuMF
 from recsys_stream.settings import RetrainConfig
 
 log = logging.getLogger(__name__)
@@ -35,8 +38,7 @@ class BackgroundRetrain:
         self._model = model
         self._config = retrain
         self._seed = seed
-        self._pending: deque[BatchInputs] = deque()
-        self._rows_needed = (0, 0)
+        self._pending: deque[EventBatch] = deque()
         self._lock = threading.Lock()
         self._trained = threading.Event()
         self._cancelled = False
@@ -61,7 +63,6 @@ class BackgroundRetrain:
                 should_stop=lambda: self._cancelled,
             )
             self._model.events_learned = learned
-            self._snapshot = None  # type: ignore[assignment]  # free the copy early
             # Catch up in the background too, so the final hand-over has little left to do.
             while not self._cancelled and self._catch_up_one():
                 pass
@@ -75,17 +76,16 @@ class BackgroundRetrain:
         with self._lock:
             if not self._pending:
                 return False
-            inputs = self._pending.popleft()
-            n_users, n_items = self._rows_needed
+            batch = self._pending.popleft()
+        inputs, n_users, n_items = self._snapshot.advance(batch, self._model.device)
         self._model.ensure_rows(n_users, n_items)
         self._model.learn(inputs)
         return True
 
-    def record(self, inputs: BatchInputs, n_users: int, n_items: int) -> None:
+    def record(self, batch: EventBatch) -> None:
         """Queue a batch the current model just learned online."""
         with self._lock:
-            self._pending.append(inputs)
-            self._rows_needed = (n_users, n_items)
+            self._pending.append(batch)
 
     @property
     def ready(self) -> bool:

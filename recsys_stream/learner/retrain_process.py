@@ -6,14 +6,14 @@ Here the retrain runs in a child process with ``RetrainConfig.threads`` torch th
 learner keeps the other cores (it lowers its own torch threads while a retrain runs).
 
 The protocol through the pipe: the learner sends the snapshot of the log (its features' state)
-and the model to train; then every micro-batch it learns online (their inputs); the child
+and the model to train; then every micro-batch it learns online (its events: the child
+rebuilds their inputs from its own copy of the features); the child
 trains on the snapshot, says ``trained``, learns the queued batches as they come, and on
 ``finish`` returns the model's state once it learned everything sent before.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import multiprocessing
 import pickle
@@ -25,9 +25,10 @@ from typing import Any
 
 import torch
 
+from recsys_stream.events import EventBatch
 from recsys_stream.learner.features import StreamFeatures
 from recsys_stream.learner.training import fit_stored_events
-from recsys_stream.model import BatchInputs, ContextualNeuMF
+from recsys_stream.model import ContextualNeuMF
 from recsys_stream.settings import RetrainConfig
 
 log = logging.getLogger(__name__)
@@ -91,10 +92,15 @@ class ProcessRetrain:
             except (OSError, EOFError):
                 return  # the child is gone: finish() and ready report it
 
-    def record(self, inputs: BatchInputs, n_users: int, n_items: int) -> None:
-        """Queue a batch the current model just learned online (the new one learns it too)."""
+    def record(self, batch: EventBatch) -> None:
+        """Queue a batch the current model just learned online (the new one learns it too).
+
+        The events travel, not the model's inputs: the child rebuilds those from its own copy
+        of the features. An input batch carries catalogue-sized and history-sized tensors
+        (~1 MB on a 60k-item catalogue), and a retrain over millions of events reads its pipe
+        only after minutes of fitting: queued inputs had grown to 23 GB at 8M events."""
         if self.error is None:
-            self._outbox.put(("batch", _cpu(inputs), n_users, n_items))
+            self._outbox.put(("batch", batch))
 
     @property
     def ready(self) -> bool:
@@ -180,12 +186,6 @@ def _features_config(features: StreamFeatures) -> dict[str, Any]:
     }
 
 
-def _cpu(inputs: BatchInputs) -> BatchInputs:
-    return BatchInputs(
-        **{field.name: getattr(inputs, field.name).cpu() for field in dataclasses.fields(inputs)}
-    )
-
-
 def _train(connection: Connection, threads: int) -> None:
     """The child: fit the snapshot, then learn the online batches until ``finish``."""
     # A terminal's Ctrl-C reaches the whole process group: the parent cancels its retrain.
@@ -201,24 +201,18 @@ def _train(connection: Connection, threads: int) -> None:
         model.events_learned = fit_stored_events(
             model, features, epochs=retrain.epochs, batch_size=retrain.batch_size, seed=seed
         )
-        del features, state
+        del state
         _send(connection, ("trained",))
         while True:
             message = _receive(connection)
             if message[0] == "finish":
                 _send(connection, ("model", model.state_dict()))
                 return
-            _, inputs, n_users, n_items = message
+            inputs, n_users, n_items = features.advance(message[1], model.device)
             model.ensure_rows(n_users, n_items)
-            model.learn(dataclasses.replace(inputs, **_on(inputs, model.device)))
+            model.learn(inputs)
     except (EOFError, OSError):
         return  # the learner is gone, or cancelled the retrain
     except BaseException as exc:  # reported to the learner, which keeps its current model
         log.exception("retrain failed")
         _send(connection, ("failed", repr(exc)))
-
-
-def _on(inputs: BatchInputs, device: torch.device) -> dict[str, torch.Tensor]:
-    return {
-        field.name: getattr(inputs, field.name).to(device) for field in dataclasses.fields(inputs)
-    }

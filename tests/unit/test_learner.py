@@ -18,6 +18,7 @@ from recsys_stream.data import generate_synthetic
 from recsys_stream.evaluation.prequential import PrequentialEvaluator
 from recsys_stream.events import EventBatch
 from recsys_stream.learner import retrain as retrain_module
+from recsys_stream.learner.features import StreamFeatures
 from recsys_stream.learner.online import OnlineLearner
 from recsys_stream.settings import LearnerConfig, ModelConfig, RetrainConfig, StreamConfig
 from recsys_stream.stream import CheckpointError, SimulationConfig, load_checkpoint, run_simulation
@@ -249,6 +250,22 @@ def test_a_retrain_in_a_process_learns_every_event_and_swaps_in() -> None:
     before = learner.snapshot().item_vectors.copy()
     learner.learn(batches[10])  # the swapped-in model learns on
     assert not np.array_equal(learner.snapshot().item_vectors[: len(before)], before)
+
+
+def test_a_copy_of_the_features_rebuilds_the_inputs_the_learner_trained_on() -> None:
+    """A retrain receives the events learned online meanwhile, not their inputs: its copy of
+    the features (taken at the retrain's start) must rebuild exactly the same inputs."""
+    learner = _learner()
+    batches = list(EventBatch.from_ratings(_stream().ratings).split(250))
+    for batch in batches[:4]:
+        learner.learn(batch)
+    copy = StreamFeatures.from_state_dict(learner.features.state_dict(), learner.features)
+    for batch in batches[4:8]:
+        online, n_users, n_items = learner.features.advance(batch, learner.device)
+        rebuilt, copy_users, copy_items = copy.advance(batch, learner.device)
+        assert (copy_users, copy_items) == (n_users, n_items)
+        for field in dataclasses.fields(online):
+            assert torch.equal(getattr(online, field.name), getattr(rebuilt, field.name)), field
 
 
 def test_a_retrain_process_that_dies_leaves_the_current_model_serving(
