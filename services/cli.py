@@ -15,7 +15,7 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Literal
 
@@ -338,8 +338,10 @@ def replay(
                 bar.set_postfix_str(f"event time {clock}", refresh=False)
 
         try:
-            # SIGTERM (Kubernetes, compose) stops it as Ctrl-C does: flushed, progress saved.
-            with _interrupted_by_sigterm():
+            # SIGTERM (Kubernetes, compose) and Ctrl-C ask it to stop between two events:
+            # flushed, progress saved. (An exception raised by the handler could land inside
+            # the outbox, between taking a buffer and sending it, and lose those events.)
+            with _stopping_on_signals(replayer.stop):
                 summary = replayer.run(data.ratings, on_progress=progress)
         except (BrokerUnavailableError, DeliveryError) as exc:
             typer.secho(str(exc), fg=typer.colors.RED, err=True)
@@ -562,6 +564,22 @@ def _interrupted_by_sigterm() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+@contextlib.contextmanager
+def _stopping_on_signals(stop: Callable[[], None]) -> Iterator[None]:
+    """SIGTERM and SIGINT call ``stop`` (which must only set a flag) instead of raising."""
+
+    def handler(_signum: int, _frame: object) -> None:
+        stop()
+
+    numbers = (signal.SIGTERM, signal.SIGINT)
+    previous = {number: signal.signal(number, handler) for number in numbers}
+    try:
+        yield
+    finally:
+        for number, action in previous.items():
+            signal.signal(number, action)
 
 
 def _load(dataset: str, settings: Settings) -> Dataset:
