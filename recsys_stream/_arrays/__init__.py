@@ -16,7 +16,7 @@ from recsys_stream._arrays.grouped import (
     ragged_arange,
 )
 from recsys_stream._arrays.idindex import DENSE_ID_LIMIT, MISSING, IdIndex
-from recsys_stream._arrays.retrieval import MISS, candidate_mask, target_ranks, top_k
+from recsys_stream._arrays.retrieval import MISS, candidate_mask, on_catalogue, target_ranks, top_k
 from recsys_stream._arrays.sequences import PAD, UserSequences, Window
 
 __all__ = [
@@ -35,6 +35,7 @@ __all__ = [
     "earlier_same_key",
     "exclusive_group_sum",
     "occurrence_rank",
+    "on_catalogue",
     "ragged_arange",
     "target_ranks",
     "top_k",

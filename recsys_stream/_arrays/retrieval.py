@@ -61,6 +61,27 @@ def target_ranks(scores: torch.Tensor, mask: torch.Tensor, targets: torch.Tensor
     return torch.where(valid, ranks, torch.full_like(ranks, MISS))
 
 
+def on_catalogue(scores: torch.Tensor, catalog_rows: torch.Tensor) -> torch.Tensor:
+    """A model's scores of its own item rows, ``[queries, rows]``, as catalogue columns:
+    column c holds row ``catalog_rows[c]``'s score, and 0 where the model has no row (-1: an
+    item it has not learned yet, as one new in this batch).
+
+    >>> on_catalogue(torch.tensor([[0.5, 0.25]]), torch.tensor([0, 1, -1])).tolist()
+    [[0.5, 0.25, 0.0]]
+    >>> on_catalogue(torch.tensor([[0.5, 0.25]]), torch.tensor([1, -1, 0])).tolist()
+    [[0.25, 0.0, 0.5]]
+    """
+    n_known = scores.shape[1]
+    in_order = torch.arange(n_known, device=catalog_rows.device)
+    if len(catalog_rows) >= n_known and bool((catalog_rows[:n_known] == in_order).all()):
+        # The usual case: the catalogue lists items in the order the model met them.
+        return torch.nn.functional.pad(scores, (0, len(catalog_rows) - n_known))
+    out = torch.zeros(scores.shape[0], len(catalog_rows), dtype=scores.dtype, device=scores.device)
+    known = catalog_rows >= 0
+    out[:, known] = scores[:, catalog_rows[known]]
+    return out
+
+
 def top_k(scores: torch.Tensor, mask: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
     """The ``k`` best candidates of each row as ``(columns, scores)``, best first.
 

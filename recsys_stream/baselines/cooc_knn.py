@@ -21,7 +21,7 @@ import numpy.typing as npt
 import torch
 import torch.nn.functional as F
 
-from recsys_stream._arrays import IdIndex, UserSequences
+from recsys_stream._arrays import IdIndex, UserSequences, on_catalogue
 from recsys_stream.base import RankingQuery
 from recsys_stream.events import EventBatch
 
@@ -87,16 +87,8 @@ class CoocKNN:
             scores_known.add_(1e-6 * popularity[None, :])
         else:
             scores_known = torch.zeros(len(query.rows), 0)
-        if len(catalog_rows) >= n_known and bool(
-            (catalog_rows[:n_known] == torch.arange(n_known)).all()
-        ):
-            # The usual case: the catalogue lists items in the order this model met them, and
-            # the items it has not met yet (new in this batch) have no links.
-            return F.pad(scores_known, (0, len(catalog_rows) - n_known))
-        valid = catalog_rows >= 0
-        scores = torch.zeros(len(query.rows), len(catalog_rows))
-        scores[:, valid] = scores_known[:, catalog_rows[valid]]
-        return scores
+        # Items it has not met yet (new in this batch) have no links.
+        return on_catalogue(scores_known, catalog_rows)
 
     def learn(self, batch: EventBatch) -> None:
         items = self._items.add(batch.item_ids)

@@ -21,7 +21,7 @@ import numpy as np
 import numpy.typing as npt
 import torch
 
-from recsys_stream._arrays import top_k
+from recsys_stream._arrays import on_catalogue, top_k
 from recsys_stream.base import RankingQuery
 from recsys_stream.events import EventBatch
 from recsys_stream.learner.device import resolve_device
@@ -198,17 +198,7 @@ class OnlineLearner:
                 self.features.items.lookup(query.catalog_ids), device=self.device
             )
         # Items the model never learned (new in this batch) score as an unseen item would.
-        out = torch.zeros(len(query.rows), len(catalog_rows), device=self.device)
-        n_known = scores.shape[1]
-        if len(catalog_rows) >= n_known and bool(
-            (catalog_rows[:n_known] == torch.arange(n_known, device=self.device)).all()
-        ):
-            # The usual case: the catalogue lists items in the order this learner met them.
-            out[:, :n_known] = scores
-        else:
-            known = catalog_rows >= 0
-            out[:, known] = scores[:, catalog_rows[known]]
-        return out
+        return on_catalogue(scores, catalog_rows)
 
     def predict_ratings(self, batch: EventBatch) -> npt.NDArray[np.float32]:
         """Predicted rating of each event of ``batch``, row j seeing only events before j."""
