@@ -11,7 +11,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import time
 
@@ -72,7 +71,6 @@ def _passes(name: str) -> list[Result]:
     hr = evaluator.hit_rate("learner")
     data = f"{name} ({spec.events:,} events, {spec.users:,} users, {spec.items:,} items)"
     device = f"device {learner.device}, batch size {settings.stream.batch_size}"
-    retrains = dataclasses.asdict(config.retrain)
     return [
         Result(
             f"full prequential pass, {spec.events // 1_000_000}M events, 60k items",
@@ -84,7 +82,7 @@ def _passes(name: str) -> list[Result]:
             data,
             baseline=f"learning alone, same stream ({learning:,.0f} events/s)",
             baseline_value=learning,
-            note=f"{device}; HR@10 {hr:.4f}; retrain every {retrains['every_events']:,} events",
+            note=f"{device}; HR@10 {hr:.4f}; retrain every {config.retrain.every_events:,} events",
         ),
     ]
 

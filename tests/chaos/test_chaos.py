@@ -376,19 +376,17 @@ def test_redis_flushed_restarted_or_stopped_under_the_trainer_and_the_api(
             _wait_ready(url, 60)
             with Load(url, users) as load:
                 _wait(lambda: sum(load.statuses.values()) > 200, 60, "load")
-                restarts = 0
                 if fault == "flushed":
                     _flush(redis_server)
-                    _replay(servers, topic, frame.iloc[4_000:])
                 elif fault == "restarted":
                     redis_server.kill()
                     redis_server.start()
-                    _replay(servers, topic, frame.iloc[4_000:])
                 else:
-                    # Down for 10 s while the stream goes on: the trainer learns it meanwhile.
-                    redis_server.stop()
-                    outage = time.monotonic()
-                    _replay(servers, topic, frame.iloc[4_000:])
+                    redis_server.stop()  # down for 10 s while the stream goes on
+                outage = time.monotonic()
+                _replay(servers, topic, frame.iloc[4_000:])
+                restarts = 0
+                if fault == "stopped":
                     while time.monotonic() - outage < 10:  # the outage lasts 10 s
                         if trainer.process is not None and trainer.process.poll() is not None:
                             restarts += 1  # as Kubernetes would
