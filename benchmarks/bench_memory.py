@@ -59,7 +59,7 @@ def main() -> int:
         batch = EventBatch.from_arrays(*(c[start : start + 1_000_000] for c in columns))
         users, items = features.register(batch)
         features.update(batch, users, items)
-    learner.model.ensure_rows(len(features.users), len(features.items))
+    learner.model.ensure_rows(len(features.users), features.items.ids)
     # Every table and optimiser state in use, at full size (capacity included).
     model = learner.model
     state_bytes = (

@@ -1,9 +1,9 @@
 """Internal array helpers shared by the learner, the baselines and the evaluator.
 
 Vectorised group operations over micro-batches (:mod:`.grouped`), growing id-to-row maps
-(:mod:`.idindex`), per-user event sequences (:mod:`.sequences`), decayed counts
-(:mod:`.counts`) and catalogue ranking on any torch device (:mod:`.retrieval`). Private to
-``recsys_stream``: adapters never import them.
+(:mod:`.idindex`), draws keyed by id (:mod:`.keyed`), per-user event sequences
+(:mod:`.sequences`), decayed counts (:mod:`.counts`) and catalogue ranking on any torch device
+(:mod:`.retrieval`). Private to ``recsys_stream``: adapters never import them.
 """
 
 from recsys_stream._arrays.counts import SECONDS_PER_DAY, DecayedCounts
@@ -16,6 +16,7 @@ from recsys_stream._arrays.grouped import (
     ragged_arange,
 )
 from recsys_stream._arrays.idindex import DENSE_ID_LIMIT, MISSING, IdIndex
+from recsys_stream._arrays.keyed import keyed_normal
 from recsys_stream._arrays.retrieval import MISS, candidate_mask, on_catalogue, target_ranks, top_k
 from recsys_stream._arrays.sequences import PAD, UserSequences, Window
 
@@ -34,6 +35,7 @@ __all__ = [
     "candidate_mask",
     "earlier_same_key",
     "exclusive_group_sum",
+    "keyed_normal",
     "occurrence_rank",
     "on_catalogue",
     "ragged_arange",

@@ -81,8 +81,8 @@ class OnlineLearner:
         if len(batch) == 0:
             return
         with self.lock:
-            inputs, n_users, n_items = self.features.advance(batch, self.device)
-            self.model.ensure_rows(n_users, n_items)
+            inputs, n_users, _ = self.features.advance(batch, self.device)
+            self.model.ensure_rows(n_users, self.features.items.ids)
             replayed = self.replay.sample(self.config.replay_per_batch, inputs)
             self.last_losses = self.model.learn(concatenate(inputs, replayed))
             self.replay.add(inputs)
@@ -141,7 +141,7 @@ class OnlineLearner:
         self._restore_threads()
         if model is None:
             return
-        model.ensure_rows(len(self.features.users), len(self.features.items))
+        model.ensure_rows(len(self.features.users), self.features.items.ids)
         self.model = model
         self.version += 1
         self.retrains_completed += 1

@@ -77,8 +77,8 @@ class BackgroundRetrain:
             if not self._pending:
                 return False
             batch = self._pending.popleft()
-        inputs, n_users, n_items = self._snapshot.advance(batch, self._model.device)
-        self._model.ensure_rows(n_users, n_items)
+        inputs, n_users, _ = self._snapshot.advance(batch, self._model.device)
+        self._model.ensure_rows(n_users, self._snapshot.items.ids)
         self._model.learn(inputs)
         return True
 

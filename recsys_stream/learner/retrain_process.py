@@ -208,8 +208,8 @@ def _train(connection: Connection, threads: int) -> None:
             if message[0] == "finish":
                 _send(connection, ("model", model.state_dict()))
                 return
-            inputs, n_users, n_items = features.advance(message[1], model.device)
-            model.ensure_rows(n_users, n_items)
+            inputs, n_users, _ = features.advance(message[1], model.device)
+            model.ensure_rows(n_users, features.items.ids)
             model.learn(inputs)
     except (EOFError, OSError):
         return  # the learner is gone, or cancelled the retrain

@@ -31,7 +31,7 @@ def fit_stored_events(
     lengths = features.sequences.lengths(np.arange(features.sequences.n_users))
     users = np.repeat(np.arange(len(lengths)), lengths)
     positions = np.arange(len(users)) - np.repeat(np.cumsum(lengths) - lengths, lengths)
-    model.ensure_rows(len(features.users), len(features.items))
+    model.ensure_rows(len(features.users), features.items.ids)
     rng = np.random.default_rng(seed)
     for _ in range(epochs):
         order = rng.permutation(len(users))

@@ -32,6 +32,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import numpy as np
+import numpy.typing as npt
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -83,9 +85,8 @@ class ContextualNeuMF:
         self.relevance_threshold = relevance_threshold
         """Events rated at or above weigh 1 in the ranking loss, the others less."""
         self.device = torch.device(device)
-        # Initial values come from a CPU generator (identical on every device); negatives are
-        # drawn on the device.
-        self.init_generator = torch.Generator().manual_seed(seed)
+        # Initial rows are drawn from the seed and each item's id (identical on every device
+        # and every trainer worker); negatives are drawn on the device.
         self.generator = torch.Generator(self.device).manual_seed(seed)
         torch.manual_seed(seed)
 
@@ -96,7 +97,7 @@ class ContextualNeuMF:
                 lr=lr,
                 weight_decay=config.weight_decay,
                 device=self.device,
-                generator=self.init_generator,
+                seed=seed,
             )
 
         self.item_embedding = table(config.dim, config.embedding_init, config.embedding_lr)
@@ -111,9 +112,11 @@ class ContextualNeuMF:
     def n_items(self) -> int:
         return self.item_embedding.n_rows
 
-    def ensure_rows(self, n_users: int, n_items: int) -> None:
-        self.item_embedding.ensure_rows(n_items)
-        self.item_bias.ensure_rows(n_items)
+    def ensure_rows(self, n_users: int, item_ids: npt.NDArray[np.int64]) -> None:
+        """Rows for ``n_users`` users and for the items ``item_ids`` (row by row: the
+        features' item index), new item rows initialised from their ids."""
+        self.item_embedding.ensure_rows(len(item_ids), item_ids)
+        self.item_bias.ensure_rows(len(item_ids), item_ids)
         self.user_embedding.ensure_rows(n_users)
 
     # ----------------------------------------------------------------- representations
@@ -274,7 +277,6 @@ class ContextualNeuMF:
             "steps": self.steps,
             "events_learned": self.events_learned,
             "generator": self.generator.get_state(),
-            "init_generator": self.init_generator.get_state(),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -286,7 +288,6 @@ class ContextualNeuMF:
         self.steps = int(state["steps"])
         self.events_learned = int(state["events_learned"])
         self.generator.set_state(state["generator"])
-        self.init_generator.set_state(state["init_generator"])
 
 
 def _remap(inputs: BatchInputs, local: torch.Tensor, user_inverse: torch.Tensor) -> BatchInputs:

@@ -22,7 +22,11 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+import numpy.typing as npt
 import torch
+
+from recsys_stream._arrays import keyed_normal
 
 _EPSILON = 1e-10
 
@@ -39,7 +43,7 @@ class EmbeddingTable:
         lr: float,
         weight_decay: float = 0.0,
         device: torch.device | str = "cpu",
-        generator: torch.Generator | None = None,
+        seed: int = 0,
         initial_rows: int = 64,
     ) -> None:
         self.dim = dim
@@ -47,28 +51,30 @@ class EmbeddingTable:
         self.lr = lr
         self.weight_decay = weight_decay
         self.device = torch.device(device)
-        self._generator = generator
+        self.seed = seed
         self.weight = torch.zeros(initial_rows, dim, device=self.device)
         self.accumulator = torch.zeros(initial_rows, dim, device=self.device)
         self.n_rows = 0
         self._rows: torch.Tensor | slice | None = None
         self._leaf: torch.Tensor | None = None
 
-    def _initial_values(self, rows: int) -> torch.Tensor:
-        # One draw per row as rows come into use, so the values a row gets depend neither on
-        # the table's capacity history nor on how new rows arrived in batches (a restored table
-        # continues the same sequence).
+    def initial_values(self, keys: npt.ArrayLike) -> torch.Tensor:
+        """The initial rows of ``keys``: a function of the seed and each key only, so that
+        the values a row gets depend neither on the table's history (capacity, growth steps,
+        a restore) nor on which trainer worker creates it."""
+        count = len(np.asarray(keys))
         if self.init_scale == 0:
-            return torch.zeros(rows, self.dim, device=self.device)
-        draws = [torch.randn(self.dim, generator=self._generator) for _ in range(rows)]
-        return (torch.stack(draws) * self.init_scale).to(self.device)
+            return torch.zeros(count, self.dim, device=self.device)
+        draws = keyed_normal(keys, self.dim, self.seed) * self.init_scale
+        return torch.from_numpy(draws).to(self.device)
 
     @property
     def capacity(self) -> int:
         return self.weight.shape[0]
 
-    def ensure_rows(self, n_rows: int) -> None:
-        """Make rows ``0 .. n_rows - 1`` exist; new rows get their initial values."""
+    def ensure_rows(self, n_rows: int, keys: npt.NDArray[np.int64] | None = None) -> None:
+        """Make rows ``0 .. n_rows - 1`` exist; new rows get the initial values of their
+        keys (``keys[row]``: the item id of each row; the row number itself by default)."""
         if n_rows <= self.n_rows:
             return
         if n_rows > self.capacity:
@@ -78,7 +84,8 @@ class EmbeddingTable:
             accumulator = torch.zeros(capacity, self.dim, device=self.device)
             accumulator[: self.capacity] = self.accumulator
             self.weight, self.accumulator = grown, accumulator
-        self.weight[self.n_rows : n_rows] = self._initial_values(n_rows - self.n_rows)
+        new_keys = np.arange(self.n_rows, n_rows) if keys is None else keys[self.n_rows : n_rows]
+        self.weight[self.n_rows : n_rows] = self.initial_values(new_keys)
         self.n_rows = n_rows
 
     def active(self) -> torch.Tensor:

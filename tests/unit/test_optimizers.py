@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
+from recsys_stream._arrays import keyed_normal
 from recsys_stream.model.adam import Adam
 from recsys_stream.model.tables import EmbeddingTable
 
@@ -26,7 +28,7 @@ def make_table(
         init_scale=init_scale,
         lr=lr,
         weight_decay=weight_decay,
-        generator=torch.Generator().manual_seed(seed),
+        seed=seed,
         initial_rows=initial_rows,
     )
     table.ensure_rows(rows)
@@ -206,11 +208,20 @@ def test_a_zero_init_scale_gives_zero_rows() -> None:
     assert torch.equal(table.active(), torch.zeros(5, 3))
 
 
-def test_initial_values_are_scaled_normal_draws_from_the_generator() -> None:
-    table = make_table(rows=40, dim=4, init_scale=0.5, seed=3)
-    generator = torch.Generator().manual_seed(3)
-    expected = torch.stack([torch.randn(4, generator=generator) for _ in range(40)]) * 0.5
+def test_initial_values_are_scaled_normal_draws_keyed_by_seed_and_row_key() -> None:
+    table = make_table(rows=0, dim=4, init_scale=0.5, seed=3)
+    table.ensure_rows(3, np.array([40, 7, 1_000_000]))
+    expected = torch.from_numpy(keyed_normal(np.array([40, 7, 1_000_000]), 4, 3)) * 0.5
     torch.testing.assert_close(table.active(), expected)
+
+
+def test_a_key_gets_the_same_initial_row_whatever_its_position_and_table() -> None:
+    """Two trainer workers that meet item 7 at different rows give it the same initial row."""
+    one, other = make_table(rows=0, seed=5), make_table(rows=0, seed=5)
+    one.ensure_rows(2, np.array([7, 9]))
+    other.ensure_rows(3, np.array([1, 2, 7]))
+    assert torch.equal(one.active()[0], other.active()[2])
+    assert not torch.equal(one.active()[0], make_table(rows=0, seed=6).initial_values([7])[0])
 
 
 def test_initial_values_do_not_depend_on_the_capacity_history() -> None:
