@@ -79,6 +79,30 @@ class DecayedCounts:
             )
         np.add.at(self._counts, rows, weights)
 
+    @property
+    def reference_time(self) -> float | None:
+        """The time the (relative) counts are kept against; None until the first count."""
+        return self._reference_time
+
+    def add_counts(
+        self, ids: npt.ArrayLike, counts: npt.NDArray[np.float64], reference_time: float | None
+    ) -> None:
+        """Add counts kept against ``reference_time`` (another instance's, with the same half
+        life): what another trainer worker counted, for instance."""
+        counts = np.asarray(counts, dtype=np.float64)
+        if self.half_life_seconds is not None and reference_time is not None:
+            if self._reference_time is None:
+                self._reference_time = reference_time
+            counts = counts * 2.0 ** (
+                (reference_time - self._reference_time) / self.half_life_seconds
+            )
+        rows = self._ids.add(ids)
+        if len(self._ids) > len(self._counts):
+            self._counts = np.concatenate(
+                [self._counts, np.zeros(2 * len(self._ids) - len(self._counts))]
+            )
+        np.add.at(self._counts, rows, counts)
+
     def state_dict(self) -> dict[str, object]:
         return {
             "items": self._ids.state_dict(),

@@ -83,6 +83,11 @@ class PrequentialEvaluator:
     def catalog_ids(self) -> npt.NDArray[np.int64]:
         return self._catalog.ids
 
+    def extend_catalog(self, item_ids: npt.ArrayLike) -> None:
+        """Items known elsewhere (another trainer worker saw them) join the catalogue: they
+        are candidates from the next batch on."""
+        self._catalog.add(item_ids)
+
     def process(self, batch: EventBatch) -> BatchOutcome:
         """Evaluate every model on ``batch``, then let each learn it."""
         n_before = len(self._catalog)

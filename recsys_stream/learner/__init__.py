@@ -1,6 +1,6 @@
 """The online learner: the contextual NeuMF learned from every micro-batch, its log-derived
-features, a replay reservoir against forgetting, background full retrains, and the same model
-trained in batch for the offline protocols.
+features, a replay reservoir against forgetting, background full retrains, item state shared
+between trainer workers, and the same model trained in batch for the offline protocols.
 
 >>> from recsys_stream.events import EventBatch
 >>> from recsys_stream.settings import LearnerConfig, ModelConfig
@@ -16,15 +16,19 @@ from recsys_stream.learner.offline import OfflineLearner
 from recsys_stream.learner.online import OnlineLearner
 from recsys_stream.learner.replay_buffer import ReplayBuffer
 from recsys_stream.learner.retrain import BackgroundRetrain
+from recsys_stream.learner.sharing import ItemDelta, ItemSharing, RetrainNotShareableError
 from recsys_stream.learner.statistics import RatingStatistics
 from recsys_stream.learner.training import fit_stored_events
 
 __all__ = [
     "BackgroundRetrain",
+    "ItemDelta",
+    "ItemSharing",
     "OfflineLearner",
     "OnlineLearner",
     "RatingStatistics",
     "ReplayBuffer",
+    "RetrainNotShareableError",
     "StreamFeatures",
     "fit_stored_events",
     "resolve_device",

@@ -116,6 +116,19 @@ class RatingStatistics:
         self.total += float(ratings.sum(dtype=np.float64))
         self.count += len(ratings)
 
+    def add_item_totals(
+        self, rows: IntArray, sums: FloatArray, counts: FloatArray, total: float, count: int
+    ) -> None:
+        """Add rating sums and counts of item rows, and to the global mean's, counted
+        elsewhere (another trainer worker's events)."""
+        size = int(rows.max()) + 1 if len(rows) else 0
+        self.item_sum = _grown(self.item_sum, size)
+        self.item_count = _grown(self.item_count, size)
+        np.add.at(self.item_sum, rows, sums)
+        np.add.at(self.item_count, rows, counts)
+        self.total += total
+        self.count += count
+
     def state_dict(self) -> dict[str, Any]:
         return {
             "total": self.total,

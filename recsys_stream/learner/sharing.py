@@ -1,0 +1,305 @@
+"""Item-side state shared between trainer workers, by exchanging what each one changed.
+
+Kafka splits a stream's users across workers by partition; everything about **items** must then
+be shared: item embeddings and biases with their Adagrad accumulators, the items' rating sums
+and counts, their popularity, the catalogue, and the dense weights every event updates. Each
+worker learns on its own copy and, every few hundred events, :meth:`ItemSharing.take` gives the
+**delta** of its copy since the last exchange (the rows that changed, keyed by item id);
+:meth:`ItemSharing.apply` adds another worker's delta to the local copy. Deltas are summed, not
+averaged: every event's gradient step is applied once to every copy, as a single worker would
+apply it, only later (the staleness is the exchange interval). Accumulators are exchanged too,
+so an item's step size shrinks with the evidence of every worker, as it would in one model.
+
+Rows are keyed by item id, and a new item's initial row is a function of its id
+(:func:`recsys_stream._arrays.keyed_normal`): a worker that hears of an item from another one
+creates the same initial row, so a delta carries only changes.
+
+>>> from recsys_stream.events import EventBatch
+>>> from recsys_stream.settings import LearnerConfig, ModelConfig, RetrainConfig
+>>> config = LearnerConfig(
+...     model=ModelConfig(dim=8, context_length=4), retrain=RetrainConfig(every_events=None)
+... )
+>>> one, two = OnlineLearner(config), OnlineLearner(config)
+>>> sharing_one, sharing_two = ItemSharing(one), ItemSharing(two)
+>>> one.learn(EventBatch.from_arrays([1, 1], [10, 20], [5.0, 4.0], [0, 1]))
+>>> two.learn(EventBatch.from_arrays([2], [30], [3.0], [2]))
+>>> sharing_two.apply(sharing_one.take())
+>>> sharing_one.apply(sharing_two.take())
+>>> sorted(one.features.items.ids.tolist()) == sorted(two.features.items.ids.tolist())
+True
+>>> rows_one = one.features.items.lookup([10, 20, 30])
+>>> rows_two = two.features.items.lookup([10, 20, 30])
+>>> weights_one = one.model.item_embedding.weight[rows_one]
+>>> weights_two = two.model.item_embedding.weight[rows_two]
+>>> bool(torch.allclose(weights_one, weights_two, atol=1e-6))
+True
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass, field
+
+import numpy as np
+import numpy.typing as npt
+import torch
+
+from recsys_stream._arrays import FloatArray, IntArray
+from recsys_stream.learner.online import OnlineLearner
+
+__all__ = ["ItemDelta", "ItemSharing", "RetrainNotShareableError"]
+
+_ROW_FIELDS = (
+    "embedding",
+    "embedding_accumulator",
+    "bias",
+    "bias_accumulator",
+    "rating_sum",
+    "rating_count",
+    "popularity",
+)
+
+
+class RetrainNotShareableError(RuntimeError):
+    """A retrain replaced the learner's model: its change is a refit, not a sum of steps, and
+    cannot be exchanged as a delta (group retrains are the ROADMAP's)."""
+
+
+@dataclass(frozen=True)
+class ItemDelta:
+    """What one worker's learning changed in the item-side state since its previous delta.
+
+    Row fields are aligned with ``item_ids``; a row's change is counted from the item's
+    initial row for an item new to the sender.
+    """
+
+    item_ids: IntArray
+    embedding: npt.NDArray[np.float32]
+    embedding_accumulator: npt.NDArray[np.float32]
+    bias: npt.NDArray[np.float32]
+    bias_accumulator: npt.NDArray[np.float32]
+    rating_sum: FloatArray
+    rating_count: FloatArray
+    popularity: FloatArray
+    """Popularity counts added, kept against ``popularity_reference``."""
+    popularity_reference: float | None
+    rating_total: float
+    rating_events: int
+    dense: dict[str, npt.NDArray[np.float32]] = field(default_factory=dict)
+    events: int = 0
+    """Events the sender learned since its previous delta."""
+
+    def __len__(self) -> int:
+        return len(self.item_ids)
+
+    def to_bytes(self) -> bytes:
+        """A compact binary form (``.npz``, no pickle)."""
+        arrays: dict[str, npt.NDArray[np.generic]] = {
+            "item_ids": self.item_ids,
+            **{name: getattr(self, name) for name in _ROW_FIELDS},
+            **{f"dense/{name}": value for name, value in self.dense.items()},
+            "scalars": np.array(
+                [
+                    np.nan if self.popularity_reference is None else self.popularity_reference,
+                    self.rating_total,
+                    self.rating_events,
+                    self.events,
+                ]
+            ),
+        }
+        out = io.BytesIO()
+        np.savez(out, allow_pickle=False, **arrays)
+        return out.getvalue()
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> ItemDelta:
+        with np.load(io.BytesIO(data), allow_pickle=False) as arrays:
+            reference, total, rating_events, events = arrays["scalars"].tolist()
+            return cls(
+                item_ids=arrays["item_ids"],
+                **{name: arrays[name] for name in _ROW_FIELDS},
+                popularity_reference=None if np.isnan(reference) else float(reference),
+                rating_total=float(total),
+                rating_events=int(rating_events),
+                dense={
+                    name.removeprefix("dense/"): arrays[name]
+                    for name in arrays.files
+                    if name.startswith("dense/")
+                },
+                events=int(events),
+            )
+
+
+@dataclass
+class _ItemState:
+    """The item-side state of a learner, row-aligned with its features' item index."""
+
+    item_ids: IntArray
+    rows: dict[str, npt.NDArray[np.floating]]
+    popularity_reference: float | None
+    rating_total: float
+    rating_events: int
+    dense: dict[str, npt.NDArray[np.float32]]
+    events: int
+
+
+class ItemSharing:
+    """Takes the deltas of one :class:`OnlineLearner`'s item-side state and applies others'."""
+
+    def __init__(self, learner: OnlineLearner) -> None:
+        self.learner = learner
+        self._base = self._current()
+        self._version = learner.version
+
+    # ------------------------------------------------------------------------ reading
+
+    def _current(self) -> _ItemState:
+        learner = self.learner
+        features, model = learner.features, learner.model
+        n = len(features.items)
+        ids = features.items.ids.copy()
+        statistics = features.statistics
+        return _ItemState(
+            item_ids=ids,
+            rows={
+                "embedding": _rows(model.item_embedding.weight, n),
+                "embedding_accumulator": _rows(model.item_embedding.accumulator, n),
+                "bias": _rows(model.item_bias.weight, n),
+                "bias_accumulator": _rows(model.item_bias.accumulator, n),
+                "rating_sum": _padded(statistics.item_sum, n),
+                "rating_count": _padded(statistics.item_count, n),
+                "popularity": features.popularity.counts_of(ids),
+            },
+            popularity_reference=features.popularity.reference_time,
+            rating_total=statistics.total,
+            rating_events=statistics.count,
+            dense={
+                name: value.detach().cpu().numpy().copy()
+                for name, value in model.dense.state_dict().items()
+            },
+            events=learner.events_learned,
+        )
+
+    def _extend_base(self, n_items: int) -> None:
+        """Give the base rows for items registered since it was taken: their initial rows."""
+        base = self._base
+        known = len(base.item_ids)
+        if n_items <= known:
+            return
+        new_ids = self.learner.features.items.ids[known:n_items].copy()
+        initial = self.learner.model.item_embedding.initial_values(new_ids).cpu().numpy()
+        for name, values in base.rows.items():
+            extra = initial if name == "embedding" else np.zeros((len(new_ids), *values.shape[1:]))
+            base.rows[name] = np.concatenate([values, extra.astype(values.dtype)])
+        base.item_ids = np.concatenate([base.item_ids, new_ids])
+
+    # ------------------------------------------------------------------------ the exchange
+
+    def take(self) -> ItemDelta:
+        """The delta of the item-side state since the previous :meth:`take` (rows that
+        changed only); the state now becomes the base of the next one."""
+        with self.learner.lock:
+            if self.learner.version != self._version:
+                raise RetrainNotShareableError(
+                    "a retrain replaced the model since the last exchange; turn per-worker "
+                    "retrains off (retrain.every_events=None) when items are shared"
+                )
+            current = self._current()
+            self._extend_base(len(current.item_ids))
+            base = self._base
+            half_life = self.learner.features.popularity.half_life_seconds
+            base_popularity = base.rows["popularity"]
+            if (
+                half_life is not None
+                and base.popularity_reference is not None
+                and current.popularity_reference is not None
+            ):
+                base_popularity = base_popularity * 2.0 ** (
+                    (base.popularity_reference - current.popularity_reference) / half_life
+                )
+            changes = {
+                name: current.rows[name] - (base_popularity if name == "popularity" else base_value)
+                for name, base_value in base.rows.items()
+            }
+            changed = np.zeros(len(current.item_ids), dtype=bool)
+            for values in changes.values():
+                changed |= np.any(values != 0, axis=tuple(range(1, values.ndim)))
+            delta = ItemDelta(
+                item_ids=current.item_ids[changed],
+                embedding=changes["embedding"][changed].astype(np.float32),
+                embedding_accumulator=changes["embedding_accumulator"][changed].astype(np.float32),
+                bias=changes["bias"][changed].astype(np.float32),
+                bias_accumulator=changes["bias_accumulator"][changed].astype(np.float32),
+                rating_sum=changes["rating_sum"][changed],
+                rating_count=changes["rating_count"][changed],
+                popularity=changes["popularity"][changed],
+                popularity_reference=current.popularity_reference,
+                rating_total=current.rating_total - base.rating_total,
+                rating_events=current.rating_events - base.rating_events,
+                dense={name: value - base.dense[name] for name, value in current.dense.items()},
+                events=current.events - base.events,
+            )
+            self._base = current
+            return delta
+
+    def apply(self, delta: ItemDelta) -> None:
+        """Add another worker's delta to the local state (new items join the catalogue)."""
+        learner = self.learner
+        with learner.lock:
+            features, model = learner.features, learner.model
+            rows = features.items.add(delta.item_ids)
+            model.ensure_rows(len(features.users), features.items.ids)
+            self._extend_base(len(features.items))
+            index = torch.as_tensor(rows, device=model.device)
+
+            def add(table: torch.Tensor, values: npt.NDArray[np.float32]) -> None:
+                change = torch.as_tensor(values, device=model.device).reshape(
+                    len(rows), table.shape[1]
+                )
+                table.index_add_(0, index, change)
+
+            add(model.item_embedding.weight, delta.embedding)
+            add(model.item_embedding.accumulator, delta.embedding_accumulator)
+            add(model.item_bias.weight, delta.bias)
+            add(model.item_bias.accumulator, delta.bias_accumulator)
+            features.statistics.add_item_totals(
+                rows, delta.rating_sum, delta.rating_count, delta.rating_total, delta.rating_events
+            )
+            features.popularity.add_counts(
+                delta.item_ids, delta.popularity, delta.popularity_reference
+            )
+            with torch.no_grad():
+                parameters = model.dense.state_dict()
+                for name, change in delta.dense.items():
+                    parameters[name].add_(torch.as_tensor(change, device=model.device))
+            # What was received is not the local worker's own change: the base moves with it.
+            base = self._base
+            for name in _ROW_FIELDS:
+                values = getattr(delta, name).reshape(base.rows[name][rows].shape)
+                if name == "popularity" and delta.popularity_reference is not None:
+                    values = values * _rescale(delta, base.popularity_reference, learner)
+                np.add.at(base.rows[name], rows, values)
+            if base.popularity_reference is None:
+                base.popularity_reference = features.popularity.reference_time
+            base.rating_total += delta.rating_total
+            base.rating_events += delta.rating_events
+            for name, change in delta.dense.items():
+                base.dense[name] = base.dense[name] + change
+
+
+def _rescale(delta: ItemDelta, reference: float | None, learner: OnlineLearner) -> float:
+    half_life = learner.features.popularity.half_life_seconds
+    if half_life is None or reference is None or delta.popularity_reference is None:
+        return 1.0
+    return float(2.0 ** ((delta.popularity_reference - reference) / half_life))
+
+
+def _rows(table: torch.Tensor, n: int) -> npt.NDArray[np.float32]:
+    values: npt.NDArray[np.float32] = table[:n].detach().cpu().numpy().copy()
+    return values
+
+
+def _padded(values: FloatArray, n: int) -> FloatArray:
+    if len(values) >= n:
+        return values[:n].copy()
+    return np.concatenate([values, np.zeros(n - len(values))])

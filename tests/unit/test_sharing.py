@@ -1,0 +1,124 @@
+"""ItemSharing: the item-side state of trainer workers exchanged by deltas (pure core)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from recsys_stream.events import EventBatch
+from recsys_stream.learner import ItemDelta, ItemSharing, OnlineLearner, RetrainNotShareableError
+from recsys_stream.settings import LearnerConfig, ModelConfig, RetrainConfig
+
+CONFIG = LearnerConfig(
+    model=ModelConfig(dim=8, context_length=4), retrain=RetrainConfig(every_events=None)
+)
+
+
+def batch(users: list[int], items: list[int], start: int = 0) -> EventBatch:
+    ratings = [5.0 - (i % 4) for i in range(len(users))]
+    return EventBatch.from_arrays(users, items, ratings, list(range(start, start + len(users))))
+
+
+def item_state(learner: OnlineLearner, ids: list[int]) -> dict[str, np.ndarray]:
+    rows = learner.features.items.lookup(ids)
+    assert (rows >= 0).all()
+    model, features = learner.model, learner.features
+    return {
+        "embedding": model.item_embedding.weight[rows].numpy(),
+        "accumulator": model.item_embedding.accumulator[rows].numpy(),
+        "bias": model.item_bias.weight[rows].numpy(),
+        "rating_sum": features.statistics.item_sum[rows],
+        "rating_count": features.statistics.item_count[rows],
+        # Counts are kept against each learner's own reference time: compare decayed ones.
+        "popularity": features.popularity.decayed(features.popularity.counts_of(ids), at=100.0),
+        **{name: p.detach().numpy() for name, p in model.dense.state_dict().items()},
+    }
+
+
+def exchange(*sharings: ItemSharing) -> None:
+    deltas = [sharing.take() for sharing in sharings]
+    for index, sharing in enumerate(sharings):
+        for other, delta in enumerate(deltas):
+            if other != index:
+                sharing.apply(delta)
+
+
+def test_two_workers_end_an_exchange_with_the_same_item_state() -> None:
+    one, two = OnlineLearner(CONFIG), OnlineLearner(CONFIG)
+    sharing = ItemSharing(one), ItemSharing(two)
+    one.learn(batch([1, 1, 3, 3], [10, 20, 20, 40]))
+    two.learn(batch([2, 2, 4], [20, 30, 50], start=10))
+    exchange(*sharing)
+    ids = [10, 20, 30, 40, 50]
+    for name, values in item_state(one, ids).items():
+        np.testing.assert_allclose(values, item_state(two, ids)[name], atol=1e-6, err_msg=name)
+    assert one.features.statistics.count == two.features.statistics.count == 7
+
+
+def test_changes_are_summed_each_counted_from_the_items_initial_row() -> None:
+    reference = OnlineLearner(CONFIG)
+    one, two = OnlineLearner(CONFIG), OnlineLearner(CONFIG)
+    sharing = ItemSharing(one), ItemSharing(two)
+    one.learn(batch([1, 1], [10, 20]))
+    two.learn(batch([2, 2], [20, 30], start=5))
+    changes = {}
+    for learner in (one, two):
+        rows = learner.features.items.lookup([20])
+        initial = learner.model.item_embedding.initial_values(np.array([20]))
+        changes[id(learner)] = learner.model.item_embedding.weight[rows] - initial
+    exchange(*sharing)
+    expected = reference.model.item_embedding.initial_values(np.array([20])) + sum(changes.values())
+    torch.testing.assert_close(
+        one.model.item_embedding.weight[one.features.items.lookup([20])], expected
+    )
+
+
+def test_a_delta_holds_only_what_changed_and_never_sends_back_what_it_received() -> None:
+    one, two = OnlineLearner(CONFIG), OnlineLearner(CONFIG)
+    sharing_one, sharing_two = ItemSharing(one), ItemSharing(two)
+    one.learn(batch([1, 1], [10, 20]))
+    sharing_two.apply(sharing_one.take())
+    assert len(sharing_one.take()) == 0, "nothing learned since the last take"
+    echo = sharing_two.take()
+    assert len(echo) == 0
+    assert echo.events == 0
+    assert all(not change.any() for change in echo.dense.values())
+
+
+def test_an_item_heard_of_from_another_worker_joins_the_catalogue() -> None:
+    one, two = OnlineLearner(CONFIG), OnlineLearner(CONFIG)
+    sharing_one, sharing_two = ItemSharing(one), ItemSharing(two)
+    one.learn(batch([1, 1], [10, 77]))
+    sharing_two.apply(sharing_one.take())
+    assert two.features.items.lookup([77])[0] >= 0
+    assert two.model.item_embedding.n_rows == len(two.features.items)
+    two.learn(batch([2], [77], start=3))  # the item's row goes on learning from there
+    assert two.features.statistics.item_count[two.features.items.lookup([77])[0]] == 2
+
+
+def test_a_delta_survives_its_binary_form() -> None:
+    learner = OnlineLearner(CONFIG)
+    sharing = ItemSharing(learner)
+    learner.learn(batch([1, 2, 2], [10, 20, 30]))
+    delta = sharing.take()
+    again = ItemDelta.from_bytes(delta.to_bytes())
+    assert again.events == delta.events == 3
+    assert again.popularity_reference == delta.popularity_reference
+    np.testing.assert_array_equal(again.item_ids, delta.item_ids)
+    np.testing.assert_array_equal(again.embedding, delta.embedding)
+    assert again.dense.keys() == delta.dense.keys()
+
+
+def test_a_retrain_that_replaced_the_model_cannot_be_shared_as_a_delta() -> None:
+    config = LearnerConfig(
+        model=ModelConfig(dim=8, context_length=4),
+        retrain=RetrainConfig(every_events=None, where="inline", epochs=1),
+    )
+    learner = OnlineLearner(config)
+    sharing = ItemSharing(learner)
+    learner.learn(batch([1, 2], [10, 20]))
+    learner.start_retrain()
+    assert learner.version == 2
+    with pytest.raises(RetrainNotShareableError):
+        sharing.take()
