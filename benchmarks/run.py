@@ -25,6 +25,7 @@ BENCHMARKS = (
     "offline",
     "memory",
     "gpu",
+    "scaleout",
     "streaming",
     "api",
 )
