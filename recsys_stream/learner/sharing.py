@@ -37,11 +37,12 @@ True
 
 from __future__ import annotations
 
-import io
 from dataclasses import dataclass, field
+from typing import Any, Final
 
 import numpy as np
 import numpy.typing as npt
+import orjson
 import torch
 
 from recsys_stream._arrays import FloatArray, IntArray
@@ -58,6 +59,9 @@ _ROW_FIELDS = (
     "rating_count",
     "popularity",
 )
+
+
+_MAGIC: Final = b"RSDELTA\x01"
 
 
 class RetrainNotShareableError(RuntimeError):
@@ -93,41 +97,67 @@ class ItemDelta:
         return len(self.item_ids)
 
     def to_bytes(self) -> bytes:
-        """A compact binary form (``.npz``, no pickle)."""
+        """A compact binary form: ``MAGIC``, the length of a JSON header (the scalars, and
+        each array's name, dtype and shape), the header, then the arrays' bytes in order."""
         arrays: dict[str, npt.NDArray[np.generic]] = {
             "item_ids": self.item_ids,
             **{name: getattr(self, name) for name in _ROW_FIELDS},
             **{f"dense/{name}": value for name, value in self.dense.items()},
-            "scalars": np.array(
-                [
-                    np.nan if self.popularity_reference is None else self.popularity_reference,
-                    self.rating_total,
-                    self.rating_events,
-                    self.events,
-                ]
-            ),
         }
-        out = io.BytesIO()
-        np.savez(out, allow_pickle=False, **arrays)
-        return out.getvalue()
+        contiguous = {name: np.asarray(value, order="C") for name, value in arrays.items()}
+        header = orjson.dumps(
+            {
+                "popularity_reference": self.popularity_reference,
+                "rating_total": self.rating_total,
+                "rating_events": self.rating_events,
+                "events": self.events,
+                "arrays": [
+                    [name, value.dtype.str, list(value.shape)] for name, value in contiguous.items()
+                ],
+            }
+        )
+        return b"".join(
+            [_MAGIC, len(header).to_bytes(4, "little"), header]
+            + [value.tobytes() for value in contiguous.values()]
+        )
 
     @classmethod
     def from_bytes(cls, data: bytes) -> ItemDelta:
-        with np.load(io.BytesIO(data), allow_pickle=False) as arrays:
-            reference, total, rating_events, events = arrays["scalars"].tolist()
-            return cls(
-                item_ids=arrays["item_ids"],
-                **{name: arrays[name] for name in _ROW_FIELDS},
-                popularity_reference=None if np.isnan(reference) else float(reference),
-                rating_total=float(total),
-                rating_events=int(rating_events),
-                dense={
-                    name.removeprefix("dense/"): arrays[name]
-                    for name in arrays.files
-                    if name.startswith("dense/")
-                },
-                events=int(events),
-            )
+        """The delta of :meth:`to_bytes`; ``ValueError`` for bytes that are not one."""
+        if not data.startswith(_MAGIC) or len(data) < len(_MAGIC) + 4:
+            raise ValueError("not an item delta")
+        try:
+            return cls._parse(data)
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ValueError(f"an unreadable item delta: {exc}") from exc
+
+    @classmethod
+    def _parse(cls, data: bytes) -> ItemDelta:
+        at = len(_MAGIC) + 4
+        length = int.from_bytes(data[len(_MAGIC) : at], "little")
+        header = orjson.loads(data[at : at + length])
+        at += length
+        arrays: dict[str, npt.NDArray[Any]] = {}
+        for name, dtype, shape in header["arrays"]:
+            count = int(np.prod(shape))
+            value = np.frombuffer(data, dtype=np.dtype(dtype), count=count, offset=at)
+            arrays[name] = value.reshape(shape).copy()
+            at += value.nbytes
+        if at != len(data):
+            raise ValueError("an item delta of the wrong length")
+        return cls(
+            item_ids=arrays["item_ids"],
+            **{name: arrays[name] for name in _ROW_FIELDS},
+            popularity_reference=header["popularity_reference"],
+            rating_total=float(header["rating_total"]),
+            rating_events=int(header["rating_events"]),
+            dense={
+                name.removeprefix("dense/"): value
+                for name, value in arrays.items()
+                if name.startswith("dense/")
+            },
+            events=int(header["events"]),
+        )
 
 
 @dataclass
@@ -278,7 +308,7 @@ class ItemSharing:
                 values = getattr(delta, name).reshape(base.rows[name][rows].shape)
                 if name == "popularity" and delta.popularity_reference is not None:
                     values = values * _rescale(delta, base.popularity_reference, learner)
-                np.add.at(base.rows[name], rows, values)
+                base.rows[name][rows] += values  # rows are unique: one per item id
             if base.popularity_reference is None:
                 base.popularity_reference = features.popularity.reference_time
             base.rating_total += delta.rating_total

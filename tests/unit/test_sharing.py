@@ -108,6 +108,23 @@ def test_a_delta_survives_its_binary_form() -> None:
     np.testing.assert_array_equal(again.item_ids, delta.item_ids)
     np.testing.assert_array_equal(again.embedding, delta.embedding)
     assert again.dense.keys() == delta.dense.keys()
+    for name, value in delta.dense.items():  # scalars among them keep their shape ()
+        assert again.dense[name].shape == value.shape, name
+        np.testing.assert_array_equal(again.dense[name], value)
+
+
+@pytest.mark.parametrize("data", [b"", b"not a delta", b"RSDELTA\x01\x02\x00\x00\x00{}"])
+def test_bytes_that_are_not_a_delta_are_refused(data: bytes) -> None:
+    with pytest.raises(ValueError, match="delta"):
+        ItemDelta.from_bytes(data)
+
+
+def test_a_truncated_delta_is_refused() -> None:
+    learner = OnlineLearner(CONFIG)
+    sharing = ItemSharing(learner)
+    learner.learn(batch([1, 2], [10, 20]))
+    with pytest.raises(ValueError, match="delta"):
+        ItemDelta.from_bytes(sharing.take().to_bytes()[:-3])
 
 
 def test_a_retrain_that_replaced_the_model_cannot_be_shared_as_a_delta() -> None:
