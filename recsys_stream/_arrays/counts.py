@@ -71,13 +71,7 @@ class DecayedCounts:
 
     def add(self, ids: npt.ArrayLike, timestamps: npt.NDArray[np.float64]) -> None:
         """Count one occurrence of each id at its timestamp."""
-        weights = self.weights(timestamps)
-        rows = self._ids.add(ids)
-        if len(self._ids) > len(self._counts):
-            self._counts = np.concatenate(
-                [self._counts, np.zeros(2 * len(self._ids) - len(self._counts))]
-            )
-        np.add.at(self._counts, rows, weights)
+        self._add_weights(ids, self.weights(timestamps))
 
     @property
     def reference_time(self) -> float | None:
@@ -96,12 +90,15 @@ class DecayedCounts:
             counts = counts * 2.0 ** (
                 (reference_time - self._reference_time) / self.half_life_seconds
             )
+        self._add_weights(ids, counts)
+
+    def _add_weights(self, ids: npt.ArrayLike, weights: npt.NDArray[np.float64]) -> None:
         rows = self._ids.add(ids)
         if len(self._ids) > len(self._counts):
             self._counts = np.concatenate(
                 [self._counts, np.zeros(2 * len(self._ids) - len(self._counts))]
             )
-        np.add.at(self._counts, rows, counts)
+        np.add.at(self._counts, rows, weights)
 
     def state_dict(self) -> dict[str, object]:
         return {

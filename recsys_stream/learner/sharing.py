@@ -223,6 +223,14 @@ class ItemSharing:
             base.rows[name] = np.concatenate([values, extra.astype(values.dtype)])
         base.item_ids = np.concatenate([base.item_ids, new_ids])
 
+    def _popularity_factor(self, source: float | None, target: float | None) -> float:
+        """What turns popularity counts kept against ``source`` into counts kept against
+        ``target`` (1 without decay or while either is unset)."""
+        half_life = self.learner.features.popularity.half_life_seconds
+        if half_life is None or source is None or target is None:
+            return 1.0
+        return float(2.0 ** ((source - target) / half_life))
+
     # ------------------------------------------------------------------------ the exchange
 
     def take(self) -> ItemDelta:
@@ -237,20 +245,11 @@ class ItemSharing:
             current = self._current()
             self._extend_base(len(current.item_ids))
             base = self._base
-            half_life = self.learner.features.popularity.half_life_seconds
-            base_popularity = base.rows["popularity"]
-            if (
-                half_life is not None
-                and base.popularity_reference is not None
-                and current.popularity_reference is not None
-            ):
-                base_popularity = base_popularity * 2.0 ** (
-                    (base.popularity_reference - current.popularity_reference) / half_life
-                )
-            changes = {
-                name: current.rows[name] - (base_popularity if name == "popularity" else base_value)
-                for name, base_value in base.rows.items()
-            }
+            bases = dict(base.rows)
+            bases["popularity"] = bases["popularity"] * self._popularity_factor(
+                base.popularity_reference, current.popularity_reference
+            )
+            changes = {name: current.rows[name] - value for name, value in bases.items()}
             changed = np.zeros(len(current.item_ids), dtype=bool)
             for values in changes.values():
                 changed |= np.any(values != 0, axis=tuple(range(1, values.ndim)))
@@ -306,8 +305,10 @@ class ItemSharing:
             base = self._base
             for name in _ROW_FIELDS:
                 values = getattr(delta, name).reshape(base.rows[name][rows].shape)
-                if name == "popularity" and delta.popularity_reference is not None:
-                    values = values * _rescale(delta, base.popularity_reference, learner)
+                if name == "popularity":
+                    values = values * self._popularity_factor(
+                        delta.popularity_reference, base.popularity_reference
+                    )
                 base.rows[name][rows] += values  # rows are unique: one per item id
             if base.popularity_reference is None:
                 base.popularity_reference = features.popularity.reference_time
@@ -315,13 +316,6 @@ class ItemSharing:
             base.rating_events += delta.rating_events
             for name, change in delta.dense.items():
                 base.dense[name] = base.dense[name] + change
-
-
-def _rescale(delta: ItemDelta, reference: float | None, learner: OnlineLearner) -> float:
-    half_life = learner.features.popularity.half_life_seconds
-    if half_life is None or reference is None or delta.popularity_reference is None:
-        return 1.0
-    return float(2.0 ** ((delta.popularity_reference - reference) / half_life))
 
 
 def _rows(table: torch.Tensor, n: int) -> npt.NDArray[np.float32]:
