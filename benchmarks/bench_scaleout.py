@@ -29,6 +29,7 @@ import time
 from dataclasses import dataclass
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 import torch
 from common import NO_ML_100K, Result, ml_100k_root, save, save_skipped
@@ -36,7 +37,14 @@ from common import NO_ML_100K, Result, ml_100k_root, save, save_skipped
 from recsys_stream.data import load_dataset
 from recsys_stream.evaluation.prequential import PrequentialEvaluator
 from recsys_stream.events import EventBatch
-from recsys_stream.learner import ItemDelta, ItemSharing, OnlineLearner
+from recsys_stream.learner import (
+    ItemDelta,
+    ItemSharing,
+    OnlineLearner,
+    UserStates,
+    export_users,
+    import_users,
+)
 from recsys_stream.settings import LearnerConfig, Settings
 from services.topics import partition_of
 
@@ -61,55 +69,96 @@ class Run:
     """Bytes of every delta sent, in all."""
 
 
+@dataclass(frozen=True)
+class Move:
+    """Halfway through the stream (in events), the group changes from ``Run.workers`` to
+    ``workers``: partition p moves from worker ``p % before`` to ``p % after``."""
+
+    workers: int
+    handover: bool
+    """Whether the learner's state of a moving partition's users goes with it (the
+    evaluator's always does: it is the measurement, not the model)."""
+
+
+class _Group:
+    """The simulated workers: one learner, evaluator and item sharing each."""
+
+    def __init__(self, config: LearnerConfig, size: int) -> None:
+        self.learners = [OnlineLearner(config) for _ in range(size)]
+        self.evaluators = [PrequentialEvaluator({"learner": learner}) for learner in self.learners]
+        self.sharings = [ItemSharing(learner) for learner in self.learners]
+        self.learning = self.exchanging = 0.0
+        self.exchanges = self.delta_bytes = 0
+
+    def exchange(self) -> None:
+        began = time.perf_counter()
+        sent = [sharing.take().to_bytes() for sharing in self.sharings]
+        for index, sharing in enumerate(self.sharings):
+            for other, data in enumerate(sent):
+                if other != index:
+                    delta = ItemDelta.from_bytes(data)
+                    sharing.apply(delta)
+                    self.evaluators[index].extend_catalog(delta.item_ids)
+        self.exchanging += time.perf_counter() - began
+        self.delta_bytes += sum(len(data) for data in sent)
+        self.exchanges += 1
+
+    def learn(
+        self,
+        ratings: pd.DataFrame,
+        partitions: npt.NDArray[np.int64],
+        workers: int,
+        exchange_every: int | None,
+        batch_size: int,
+    ) -> None:
+        """Learn ``ratings`` with partition p on worker ``p % workers``: each worker its own
+        micro-batches, the workers taking turns in event-time order."""
+        streams = [
+            list(EventBatch.from_ratings(ratings[partitions % workers == w]).split(batch_size))
+            for w in range(workers)
+        ]
+        nexts = [0] * workers
+        since = 0
+        while True:
+            waiting = [w for w in range(workers) if nexts[w] < len(streams[w])]
+            if not waiting:
+                return
+            w = min(waiting, key=lambda w: streams[w][nexts[w]].timestamps[0])
+            batch = streams[w][nexts[w]]
+            nexts[w] += 1
+            began = time.perf_counter()
+            self.evaluators[w].process(batch)
+            self.learning += time.perf_counter() - began
+            since += len(batch)
+            if exchange_every is not None and len(self.learners) > 1 and since >= exchange_every:
+                self.exchange()
+                since = 0
+
+
 def _simulate(
-    ratings: pd.DataFrame, config: LearnerConfig, workers: int, exchange_every: int | None
+    ratings: pd.DataFrame,
+    config: LearnerConfig,
+    workers: int,
+    exchange_every: int | None,
+    move: Move | None = None,
 ) -> Run:
-    settings = Settings()
+    batch_size = Settings().stream.batch_size
     partitions = np.array(
         [partition_of(str(user).encode(), PARTITIONS) for user in ratings["user_id"]]
     )
-    learners = [OnlineLearner(config) for _ in range(workers)]
-    evaluators = [PrequentialEvaluator({"learner": learner}) for learner in learners]
-    sharings = [ItemSharing(learner) for learner in learners]
-    streams = [
-        list(
-            EventBatch.from_ratings(ratings[partitions % workers == w]).split(
-                settings.stream.batch_size
-            )
-        )
-        for w in range(workers)
-    ]
-    nexts = [0] * workers
-    since = exchanges = delta_bytes = 0
-    learning = exchanging = 0.0
+    group = _Group(config, max(workers, move.workers if move is not None else workers))
     started = time.perf_counter()
-    while True:
-        waiting = [w for w in range(workers) if nexts[w] < len(streams[w])]
-        if not waiting:
-            break
-        w = min(waiting, key=lambda w: streams[w][nexts[w]].timestamps[0])
-        batch = streams[w][nexts[w]]
-        nexts[w] += 1
-        began = time.perf_counter()
-        evaluators[w].process(batch)
-        learning += time.perf_counter() - began
-        since += len(batch)
-        if exchange_every is not None and workers > 1 and since >= exchange_every:
-            began = time.perf_counter()
-            sent = [sharing.take().to_bytes() for sharing in sharings]
-            delta_bytes += sum(len(data) for data in sent)
-            for index, sharing in enumerate(sharings):
-                for other, data in enumerate(sent):
-                    if other != index:
-                        delta = ItemDelta.from_bytes(data)
-                        sharing.apply(delta)
-                        evaluators[index].extend_catalog(delta.item_ids)
-            exchanging += time.perf_counter() - began
-            since = 0
-            exchanges += 1
+    if move is None:
+        group.learn(ratings, partitions, workers, exchange_every, batch_size)
+    else:
+        half = len(ratings) // 2
+        group.learn(ratings[:half], partitions[:half], workers, exchange_every, batch_size)
+        group.exchange()
+        _move_partitions(ratings[:half], partitions[:half], workers, move, group)
+        group.learn(ratings[half:], partitions[half:], move.workers, exchange_every, batch_size)
     seconds = time.perf_counter() - started
-    ranks = np.concatenate([evaluator.ranking_log("learner").ranks for evaluator in evaluators])
-    for learner in learners:
+    ranks = np.concatenate([e.ranking_log("learner").ranks for e in group.evaluators])
+    for learner in group.learners:
         learner.close()
     return Run(
         workers,
@@ -117,11 +166,33 @@ def _simulate(
         float((ranks < 10).mean()),
         len(ranks),
         seconds,
-        learning,
-        exchanging,
-        exchanges,
-        delta_bytes,
+        group.learning,
+        group.exchanging,
+        group.exchanges,
+        group.delta_bytes,
     )
+
+
+def _move_partitions(
+    ratings: pd.DataFrame,
+    partitions: npt.NDArray[np.int64],
+    before: int,
+    move: Move,
+    group: _Group,
+) -> None:
+    """Hand each moving partition's users (those of ``ratings``, the stream so far) from its
+    old worker to its new one, through the handover's binary form."""
+    users = ratings["user_id"].to_numpy()
+    for partition in range(PARTITIONS):
+        source, target = partition % before, partition % move.workers
+        if source == target:
+            continue
+        moving = np.unique(users[partitions == partition])
+        histories = group.evaluators[source].export_users(moving)
+        group.evaluators[target].import_users(histories)
+        if move.handover:
+            data = export_users(group.learners[source], moving).to_bytes()
+            import_users(group.learners[target], UserStates.from_bytes(data))
 
 
 def main() -> int:
@@ -197,6 +268,26 @@ def main() -> int:
                 },
             ),
         ]
+    for before, after, what in ((3, 2, "a worker leaves"), (2, 3, "a worker joins")):
+        kept = _simulate(ratings, no_retrain, before, EXCHANGE_EVERY, Move(after, handover=True))
+        lost = _simulate(ratings, no_retrain, before, EXCHANGE_EVERY, Move(after, handover=False))
+        results.append(
+            Result(
+                f"HR@10 when {what} halfway ({before} -> {after} workers), users handed over",
+                kept.hit_rate,
+                "HR@10",
+                ">= 0.95x",
+                kept.hit_rate >= 0.95 * single.hit_rate,
+                COMMAND,
+                data,
+                baseline=f"one worker, default retrains ({single.hit_rate:.4f})",
+                baseline_value=single.hit_rate,
+                note=f"the moving partitions' users go with them (export_users / "
+                f"import_users); without that handover {lost.hit_rate:.4f} "
+                f"({lost.hit_rate / single.hit_rate:.3f}x)",
+                extra={"without_handover": lost.hit_rate, "relevant_events": kept.relevant},
+            )
+        )
     for every in STALENESS_SWEEP[1:]:
         stale = _simulate(ratings, no_retrain, 3, every)
         results.append(

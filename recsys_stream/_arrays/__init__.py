@@ -1,7 +1,8 @@
 """Internal array helpers shared by the learner, the baselines and the evaluator.
 
 Vectorised group operations over micro-batches (:mod:`.grouped`), growing id-to-row maps
-(:mod:`.idindex`), draws keyed by id (:mod:`.keyed`), per-user event sequences
+(:mod:`.idindex`), draws keyed by id (:mod:`.keyed`), a binary form for arrays
+that cross processes (:mod:`.packed`), per-user event sequences
 (:mod:`.sequences`), decayed counts (:mod:`.counts`) and catalogue ranking on any torch device
 (:mod:`.retrieval`). Private to ``recsys_stream``: adapters never import them.
 """
@@ -17,6 +18,7 @@ from recsys_stream._arrays.grouped import (
 )
 from recsys_stream._arrays.idindex import DENSE_ID_LIMIT, MISSING, IdIndex
 from recsys_stream._arrays.keyed import keyed_normal
+from recsys_stream._arrays.packed import pack, unpack
 from recsys_stream._arrays.retrieval import MISS, candidate_mask, on_catalogue, target_ranks, top_k
 from recsys_stream._arrays.sequences import PAD, UserSequences, Window
 
@@ -38,7 +40,9 @@ __all__ = [
     "keyed_normal",
     "occurrence_rank",
     "on_catalogue",
+    "pack",
     "ragged_arange",
     "target_ranks",
     "top_k",
+    "unpack",
 ]

@@ -16,6 +16,12 @@ much again of free room, so memory stays within about twice the live events.
 >>> window = seqs.last_n(np.array([0, 2]), 3)
 >>> window.items.tolist(), window.values.tolist()
 ([[-1, 10, 12], [-1, -1, -1]], [[0.0, 4.0, 5.0], [0.0, 0.0, 0.0]])
+>>> lengths, items, values = seqs.of_users(np.array([1, 0]))
+>>> lengths.tolist(), items.tolist()
+([1, 2], [11, 10, 12])
+>>> seqs.replace(np.array([1]), np.array([2]), np.array([7, 8]), np.array([1.0, 2.0]))
+>>> seqs.of_users(np.array([1]))[1].tolist()
+[7, 8]
 """
 
 from __future__ import annotations
@@ -180,6 +186,27 @@ class UserSequences:
             items[r, s] = self._items[slots]
             values[r, s] = self._values[slots]
         return Window(items, values)
+
+    def of_users(self, users: IntArray) -> tuple[IntArray, IntArray, FloatArray32]:
+        """The whole sequences of ``users``: each one's length, then their items and values
+        concatenated in that order (a user never seen has length 0)."""
+        users = np.asarray(users, dtype=np.int64)
+        lengths = self.lengths(users)
+        owner, positions = ragged_arange(np.zeros(len(users), dtype=np.int64), lengths)
+        slots = self._offset[users[owner]] + positions if len(owner) else owner
+        return lengths, self._items[slots].astype(np.int64), self._values[slots].copy()
+
+    def replace(
+        self, users: IntArray, lengths: IntArray, items: IntArray, values: npt.ArrayLike
+    ) -> None:
+        """Make the sequences of ``users`` (distinct) those given, laid out as
+        :meth:`of_users` returns them: another copy's state of these users taking over."""
+        users = np.asarray(users, dtype=np.int64)
+        if len(users) == 0:
+            return
+        self._ensure_users(int(users.max()) + 1)
+        self._length[users] = 0
+        self.append(np.repeat(users, lengths), np.asarray(items, dtype=np.int64), values)
 
     def _ensure_users(self, n_users: int) -> None:
         if n_users <= len(self._length):

@@ -17,7 +17,11 @@ from recsys_stream.evaluation.offline import (
     ranking_evaluation,
     rating_evaluation,
 )
-from recsys_stream.evaluation.prequential import BatchOutcome, PrequentialEvaluator
+from recsys_stream.evaluation.prequential import (
+    BatchOutcome,
+    PrequentialEvaluator,
+    UserHistories,
+)
 
 __all__ = [
     "BatchOutcome",
@@ -27,6 +31,7 @@ __all__ = [
     "RankingLog",
     "RatingEvaluation",
     "RatingLog",
+    "UserHistories",
     "bucket_figures",
     "item_popularity",
     "leave_latest_out",

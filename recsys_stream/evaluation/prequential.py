@@ -44,6 +44,17 @@ class BatchOutcome:
     hits: dict[str, int]
 
 
+@dataclass(frozen=True)
+class UserHistories:
+    """What the evaluator holds of some users: the items each one rated, oldest first, laid
+    out one user after another (``lengths`` each), by item id; a trainer worker that takes
+    their partition over excludes them from those users' candidates as the last one did."""
+
+    user_ids: npt.NDArray[np.int64]
+    lengths: npt.NDArray[np.int64]
+    item_ids: npt.NDArray[np.int64]
+
+
 class PrequentialEvaluator:
     """Evaluates several models on one stream, test-then-train, batch by batch."""
 
@@ -87,6 +98,22 @@ class PrequentialEvaluator:
         """Items known elsewhere (another trainer worker saw them) join the catalogue: they
         are candidates from the next batch on."""
         self._catalog.add(item_ids)
+
+    def export_users(self, user_ids: npt.ArrayLike) -> UserHistories:
+        """The histories of the users ``user_ids`` that were evaluated (others left out)."""
+        ids = np.unique(np.asarray(user_ids, dtype=np.int64))
+        rows = self._users.lookup(ids)
+        known = rows >= 0
+        lengths, columns, _ = self._history.of_users(rows[known])
+        return UserHistories(ids[known], lengths, self._catalog.ids[columns].copy())
+
+    def import_users(self, histories: UserHistories) -> None:
+        """Make ``histories`` those of their users (their items join the catalogue)."""
+        rows = self._users.add(histories.user_ids)
+        columns = self._catalog.add(histories.item_ids)
+        self._history.replace(
+            rows, histories.lengths, columns, np.zeros(len(columns), dtype=np.float32)
+        )
 
     def process(self, batch: EventBatch) -> BatchOutcome:
         """Evaluate every model on ``batch``, then let each learn it."""

@@ -1,6 +1,7 @@
 """The online learner: the contextual NeuMF learned from every micro-batch, its log-derived
 features, a replay reservoir against forgetting, background full retrains, item state shared
-between trainer workers, and the same model trained in batch for the offline protocols.
+between trainer workers, users handed over when their partition moves, and the same model
+trained in batch for the offline protocols.
 
 >>> from recsys_stream.events import EventBatch
 >>> from recsys_stream.settings import LearnerConfig, ModelConfig
@@ -12,6 +13,7 @@ between trainer workers, and the same model trained in batch for the offline pro
 
 from recsys_stream.learner.device import resolve_device
 from recsys_stream.learner.features import StreamFeatures
+from recsys_stream.learner.handover import UserStates, export_users, import_users
 from recsys_stream.learner.offline import OfflineLearner
 from recsys_stream.learner.online import OnlineLearner
 from recsys_stream.learner.replay_buffer import ReplayBuffer
@@ -30,6 +32,9 @@ __all__ = [
     "ReplayBuffer",
     "RetrainNotShareableError",
     "StreamFeatures",
+    "UserStates",
+    "export_users",
     "fit_stored_events",
+    "import_users",
     "resolve_device",
 ]

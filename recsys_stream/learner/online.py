@@ -66,6 +66,9 @@ class OnlineLearner:
         self._scoring_cache: tuple[tuple[int, int, int], BatchInputs] | None = None
         self._events_at_last_retrain = 0
         self._time_of_last_retrain = time.monotonic()
+        self._users_changed = np.zeros(0, dtype=bool)
+        """Per user row: changed since :meth:`take_changed_users` last ran (replayed events
+        change users that are not in the batch)."""
         # Held while the model is read or replaced, so a retrained model swaps in atomically.
         self.lock = threading.RLock()
 
@@ -84,7 +87,9 @@ class OnlineLearner:
             inputs, n_users, _ = self.features.advance(batch, self.device)
             self.model.ensure_rows(n_users, self.features.items.ids)
             replayed = self.replay.sample(self.config.replay_per_batch, inputs)
-            self.last_losses = self.model.learn(concatenate(inputs, replayed))
+            learned = concatenate(inputs, replayed)
+            self.last_losses = self.model.learn(learned)
+            self._mark_changed(learned.users.cpu().numpy(), n_users)
             self.replay.add(inputs)
             self.events_learned += len(batch)
             if self._retrain is not None:
@@ -93,6 +98,21 @@ class OnlineLearner:
                     self._finish_retrain()
             elif self._retrain_due():
                 self.start_retrain()
+
+    def _mark_changed(self, user_rows: npt.NDArray[np.int64], n_users: int) -> None:
+        if len(self._users_changed) < n_users:
+            grown = np.zeros(max(n_users, 2 * len(self._users_changed)), dtype=bool)
+            grown[: len(self._users_changed)] = self._users_changed
+            self._users_changed = grown
+        self._users_changed[user_rows[user_rows >= 0]] = True
+
+    def take_changed_users(self) -> npt.NDArray[np.int64]:
+        """The ids of the users whose state changed since the last call (a trainer worker
+        sends their state to the others)."""
+        with self.lock:
+            rows = np.flatnonzero(self._users_changed)
+            self._users_changed[:] = False
+            return self.features.users.ids[rows].copy()
 
     # ------------------------------------------------------------------------ retrains
 

@@ -38,14 +38,13 @@ True
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Final
 
 import numpy as np
 import numpy.typing as npt
-import orjson
 import torch
 
-from recsys_stream._arrays import FloatArray, IntArray
+from recsys_stream._arrays import FloatArray, IntArray, pack, unpack
 from recsys_stream.learner.online import OnlineLearner
 
 __all__ = ["ItemDelta", "ItemSharing", "RetrainNotShareableError"]
@@ -97,67 +96,43 @@ class ItemDelta:
         return len(self.item_ids)
 
     def to_bytes(self) -> bytes:
-        """A compact binary form: ``MAGIC``, the length of a JSON header (the scalars, and
-        each array's name, dtype and shape), the header, then the arrays' bytes in order."""
-        arrays: dict[str, npt.NDArray[np.generic]] = {
-            "item_ids": self.item_ids,
-            **{name: getattr(self, name) for name in _ROW_FIELDS},
-            **{f"dense/{name}": value for name, value in self.dense.items()},
-        }
-        contiguous = {name: np.asarray(value, order="C") for name, value in arrays.items()}
-        header = orjson.dumps(
+        """A compact binary form (:func:`recsys_stream._arrays.pack`): the scalars in a JSON
+        header, then the arrays' bytes."""
+        return pack(
+            _MAGIC,
             {
                 "popularity_reference": self.popularity_reference,
                 "rating_total": self.rating_total,
                 "rating_events": self.rating_events,
                 "events": self.events,
-                "arrays": [
-                    [name, value.dtype.str, list(value.shape)] for name, value in contiguous.items()
-                ],
-            }
-        )
-        return b"".join(
-            [_MAGIC, len(header).to_bytes(4, "little"), header]
-            + [value.tobytes() for value in contiguous.values()]
+            },
+            {
+                "item_ids": self.item_ids,
+                **{name: getattr(self, name) for name in _ROW_FIELDS},
+                **{f"dense/{name}": value for name, value in self.dense.items()},
+            },
         )
 
     @classmethod
     def from_bytes(cls, data: bytes) -> ItemDelta:
         """The delta of :meth:`to_bytes`; ``ValueError`` for bytes that are not one."""
-        if not data.startswith(_MAGIC) or len(data) < len(_MAGIC) + 4:
-            raise ValueError("not an item delta")
+        header, arrays = unpack(data, _MAGIC, "item delta")
         try:
-            return cls._parse(data)
-        except (ValueError, KeyError, TypeError) as exc:
+            return cls(
+                item_ids=arrays["item_ids"],
+                **{name: arrays[name] for name in _ROW_FIELDS},
+                popularity_reference=header["popularity_reference"],
+                rating_total=float(header["rating_total"]),
+                rating_events=int(header["rating_events"]),
+                dense={
+                    name.removeprefix("dense/"): value
+                    for name, value in arrays.items()
+                    if name.startswith("dense/")
+                },
+                events=int(header["events"]),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"an unreadable item delta: {exc}") from exc
-
-    @classmethod
-    def _parse(cls, data: bytes) -> ItemDelta:
-        at = len(_MAGIC) + 4
-        length = int.from_bytes(data[len(_MAGIC) : at], "little")
-        header = orjson.loads(data[at : at + length])
-        at += length
-        arrays: dict[str, npt.NDArray[Any]] = {}
-        for name, dtype, shape in header["arrays"]:
-            count = int(np.prod(shape))
-            value = np.frombuffer(data, dtype=np.dtype(dtype), count=count, offset=at)
-            arrays[name] = value.reshape(shape).copy()
-            at += value.nbytes
-        if at != len(data):
-            raise ValueError("an item delta of the wrong length")
-        return cls(
-            item_ids=arrays["item_ids"],
-            **{name: arrays[name] for name in _ROW_FIELDS},
-            popularity_reference=header["popularity_reference"],
-            rating_total=float(header["rating_total"]),
-            rating_events=int(header["rating_events"]),
-            dense={
-                name.removeprefix("dense/"): value
-                for name, value in arrays.items()
-                if name.startswith("dense/")
-            },
-            events=int(header["events"]),
-        )
 
 
 @dataclass

@@ -129,6 +129,15 @@ class RatingStatistics:
         self.total += total
         self.count += count
 
+    def set_user_totals(self, rows: IntArray, sums: FloatArray, counts: FloatArray) -> None:
+        """Make the residual sums and counts of user rows those given (the users' state
+        counted by another trainer worker, taking over)."""
+        size = int(rows.max()) + 1 if len(rows) else 0
+        self.user_sum = _grown(self.user_sum, size)
+        self.user_count = _grown(self.user_count, size)
+        self.user_sum[rows] = sums
+        self.user_count[rows] = counts
+
     def state_dict(self) -> dict[str, Any]:
         return {
             "total": self.total,

@@ -1,6 +1,7 @@
 """The stream: one micro-batch at a time, decoded, evaluated test-then-train, learned and
-published (:class:`StreamProcessor`), with checkpoints of the whole state, and the embedded
-simulation that drives it from the in-process event log (``make demo``)."""
+published (:class:`StreamProcessor`), with checkpoints of the whole state, replicas of one
+model kept by a group of workers (:class:`Replica`), and the embedded simulation that drives
+it from the in-process event log (``make demo``)."""
 
 from recsys_stream.stream.checkpoint import (
     FORMAT_VERSION,
@@ -14,6 +15,7 @@ from recsys_stream.stream.checkpoint import (
     save_checkpoint,
 )
 from recsys_stream.stream.processor import LEARNER, BatchResult, StreamProcessor, decode_records
+from recsys_stream.stream.replica import ModelUpdate, Replica
 from recsys_stream.stream.simulation import (
     SimulationConfig,
     build_report,
@@ -27,7 +29,9 @@ __all__ = [
     "BatchResult",
     "CheckpointError",
     "CheckpointStore",
+    "ModelUpdate",
     "Quarantined",
+    "Replica",
     "Restored",
     "SimulationConfig",
     "StreamProcessor",

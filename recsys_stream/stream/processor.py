@@ -48,6 +48,8 @@ class BatchResult:
     hits: dict[str, int]
     valid_per_message: list[int] = field(default_factory=list)
     """For :meth:`StreamProcessor.process_records`: each message's count of valid events."""
+    user_ids: npt.NDArray[np.int64] = field(default_factory=lambda: np.zeros(0, np.int64))
+    """The users whose events were learned (each once)."""
 
 
 def decode_records(
@@ -144,13 +146,16 @@ class StreamProcessor:
             self.sink.publish_dead_letters(dead)
         learned = relevant = 0
         hits: dict[str, int] = {}
+        users = []
         for batch in EventBatch.from_events(events).split(self.batch_size):
             result = self.process_batch(batch)
             learned += result.learned
             relevant += result.relevant
+            users.append(result.user_ids)
             for name, count in result.hits.items():
                 hits[name] = hits.get(name, 0) + count
-        return BatchResult(learned, dead, relevant, hits, valid)
+        user_ids = np.unique(np.concatenate(users)) if users else np.zeros(0, np.int64)
+        return BatchResult(learned, dead, relevant, hits, valid, user_ids)
 
     def process_batch(self, batch: EventBatch) -> BatchResult:
         """Evaluate every model on the batch, let each learn it, publish the touched users."""
@@ -159,10 +164,11 @@ class StreamProcessor:
         self.loss_series.event_index.append(self.evaluator.events_seen)
         self.loss_series.ranking_loss.append(losses.get("ranking_loss", float("nan")))
         self.loss_series.rating_loss.append(losses.get("rating_loss", float("nan")))
-        self.publish_recommendations(np.unique(batch.user_ids))
+        users = np.unique(batch.user_ids)
+        self.publish_recommendations(users)
         if self.evaluator.events_seen - self._events_at_last_metrics >= self.metrics_every_events:
             self.publish_metrics()
-        return BatchResult(len(batch), [], outcome.relevant, outcome.hits)
+        return BatchResult(len(batch), [], outcome.relevant, outcome.hits, user_ids=users)
 
     def swap_in_retrain(self, *, wait: bool = False) -> bool:
         """Swap in a finished retrain (with ``wait``: the running one, once done) and publish
