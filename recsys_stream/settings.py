@@ -52,6 +52,22 @@ class KafkaSettings(BaseModel):
     bootstrap_servers: str = "127.0.0.1:9092"
     topic: str = "ratings"
     dead_letter_topic: str = "ratings.dead-letter"
+    updates_topic: str = Field(
+        default="ratings.model-updates",
+        description="Where trainer workers that scale out exchange what each learned (one "
+        "partition: every worker reads every update in one order).",
+    )
+    updates_retention_ms: int = Field(
+        default=7 * 86_400_000,
+        ge=-1,
+        description="How long the updates topic keeps an update (-1: for ever); a worker "
+        "restores from a checkpoint at most this old, or from another worker's.",
+    )
+    updates_max_bytes: int = Field(
+        default=64 * 1024 * 1024,
+        ge=1_048_576,
+        description="Largest update one worker may publish (the topic's max.message.bytes).",
+    )
     partitions: int = Field(default=3, ge=1)
     replication_factor: int = Field(default=1, ge=1)
     connect_timeout_s: float = Field(
@@ -106,6 +122,28 @@ class TrainerSettings(BaseModel):
     )
     max_poll_records: int | None = Field(
         default=None, ge=1, description="Most records one fetch returns (None: the client's)."
+    )
+    scale_out: bool = Field(
+        default=False,
+        description="Run as one of several workers of the app id: each learns the users of "
+        "its partitions and they keep one model by exchanging updates on kafka.updates_topic "
+        "(docs/streaming.md, 'Several workers').",
+    )
+    worker_name: str | None = Field(
+        default=None,
+        description="This worker's name when scaling out: its checkpoints live in "
+        "<checkpoint dir>/workers/<name> (None: the host name, as a StatefulSet pod's).",
+    )
+    exchange_every_events: int = Field(
+        default=1_000,
+        ge=1,
+        description="When scaling out, publish an update after learning this many events "
+        "(the staleness bound in events).",
+    )
+    exchange_every_s: float = Field(
+        default=1.0,
+        gt=0,
+        description="... or after this long with anything learned (the bound in seconds).",
     )
     take_messages: int = Field(
         default=512,

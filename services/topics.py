@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 
 from kafka import KafkaAdminClient, KafkaConsumer
 from kafka.admin import NewTopic
@@ -34,13 +35,42 @@ def partition_of(key: bytes, partitions: int) -> int:
     return partition
 
 
+@dataclass(frozen=True)
+class TopicLayout:
+    """How a topic other than the stream's is created: its partitions and configuration."""
+
+    partitions: int
+    config: dict[str, str] = field(default_factory=dict)
+
+
+def updates_layout(kafka: KafkaSettings) -> dict[str, TopicLayout]:
+    """The updates topic of trainer workers that scale out: one partition (one order for every
+    reader), large messages, a bounded retention."""
+    return {
+        kafka.updates_topic: TopicLayout(
+            1,
+            {
+                "max.message.bytes": str(kafka.updates_max_bytes),
+                "retention.ms": str(kafka.updates_retention_ms),
+                "cleanup.policy": "delete",
+            },
+        )
+    }
+
+
 class BrokerUnavailableError(RuntimeError):
     """Kafka could not be reached (or a topic got no metadata) within the configured wait."""
 
 
-def ensure_topics(kafka: KafkaSettings, names: Sequence[str]) -> dict[str, int]:
-    """Create the missing topics of ``names`` with ``kafka.partitions`` partitions and wait
-    until each has metadata; returns each topic's number of partitions."""
+def ensure_topics(
+    kafka: KafkaSettings,
+    names: Sequence[str],
+    layouts: Mapping[str, TopicLayout] | None = None,
+) -> dict[str, int]:
+    """Create the missing topics of ``names`` with ``kafka.partitions`` partitions (or as
+    ``layouts`` says) and wait until each has metadata; returns each topic's number of
+    partitions."""
+    layouts = layouts or {}
     timeout_ms = int(kafka.connect_timeout_s * 1000)
     try:
         admin = KafkaAdminClient(
@@ -58,8 +88,16 @@ def ensure_topics(kafka: KafkaSettings, names: Sequence[str]) -> dict[str, int]:
     try:
         for name in names:
             try:
+                layout = layouts.get(name, TopicLayout(kafka.partitions))
                 admin.create_topics(
-                    [NewTopic(name, kafka.partitions, kafka.replication_factor)],
+                    [
+                        NewTopic(
+                            name,
+                            layout.partitions,
+                            kafka.replication_factor,
+                            topic_configs=layout.config,
+                        )
+                    ],
                     timeout_ms=timeout_ms,
                 )
             except TopicAlreadyExistsError:
@@ -67,7 +105,7 @@ def ensure_topics(kafka: KafkaSettings, names: Sequence[str]) -> dict[str, int]:
             log.info(
                 "created topic %s",
                 name,
-                extra={"topic": name, "partitions": kafka.partitions},
+                extra={"topic": name, "partitions": layout.partitions},
             )
     except KafkaError as exc:
         raise BrokerUnavailableError(f"cannot create the topics {list(names)}: {exc}") from None
@@ -90,12 +128,17 @@ def ensure_topics(kafka: KafkaSettings, names: Sequence[str]) -> dict[str, int]:
         consumer.close()
 
 
-def wait_for_topics(kafka: KafkaSettings, names: Sequence[str], wait_s: float) -> dict[str, int]:
+def wait_for_topics(
+    kafka: KafkaSettings,
+    names: Sequence[str],
+    wait_s: float,
+    layouts: Mapping[str, TopicLayout] | None = None,
+) -> dict[str, int]:
     """:func:`ensure_topics`, retried while Kafka is not there yet, for up to ``wait_s``."""
     deadline = time.monotonic() + wait_s
     while True:
         try:
-            return ensure_topics(kafka, names)
+            return ensure_topics(kafka, names, layouts)
         except BrokerUnavailableError as exc:
             if time.monotonic() > deadline:
                 raise

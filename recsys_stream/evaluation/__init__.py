@@ -19,6 +19,7 @@ from recsys_stream.evaluation.offline import (
 )
 from recsys_stream.evaluation.prequential import (
     BatchOutcome,
+    EvaluatedRows,
     PrequentialEvaluator,
     UserHistories,
 )
@@ -26,6 +27,7 @@ from recsys_stream.evaluation.prequential import (
 __all__ = [
     "BatchOutcome",
     "BucketFigures",
+    "EvaluatedRows",
     "PrequentialEvaluator",
     "RankingEvaluation",
     "RankingLog",

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -53,6 +53,71 @@ class UserHistories:
     user_ids: npt.NDArray[np.int64]
     lengths: npt.NDArray[np.int64]
     item_ids: npt.NDArray[np.int64]
+
+
+@dataclass(frozen=True)
+class EvaluatedRows:
+    """What an evaluator recorded of its own events since it last took its rows: for another
+    evaluator (a trainer worker learning other users of the same stream) to add to its own, so
+    that each one's figures are those of the whole stream.
+
+    ``ranks[name]`` are a model's ranks of the relevant events (``ranked_at``: each one's index
+    among ``events``, with ``ranked_warm``), ``predicted[name]`` its rating predictions of every
+    event (beside ``actual`` and ``warm``)."""
+
+    events: int
+    first_timestamp: float | None
+    last_timestamp: float | None
+    ranked_at: npt.NDArray[np.int64]
+    ranked_warm: npt.NDArray[np.bool_]
+    ranks: dict[str, npt.NDArray[np.int16]]
+    actual: npt.NDArray[np.float32]
+    warm: npt.NDArray[np.bool_]
+    predicted: dict[str, npt.NDArray[np.float32]] = field(default_factory=dict)
+
+    @classmethod
+    def empty(cls) -> EvaluatedRows:
+        return cls(
+            0,
+            None,
+            None,
+            np.zeros(0, np.int64),
+            np.zeros(0, bool),
+            {},
+            np.zeros(0, np.float32),
+            np.zeros(0, bool),
+        )
+
+
+class _OwnRows:
+    """The rows an evaluator recorded of its own events since the last take."""
+
+    def __init__(self) -> None:
+        self.events = 0
+        self.first_timestamp: float | None = None
+        self.last_timestamp: float | None = None
+        self.ranked_at: list[npt.NDArray[np.int64]] = []
+        self.ranked_warm: list[npt.NDArray[np.bool_]] = []
+        self.ranks: dict[str, list[npt.NDArray[np.int16]]] = {}
+        self.actual: list[npt.NDArray[np.float32]] = []
+        self.warm: list[npt.NDArray[np.bool_]] = []
+        self.predicted: dict[str, list[npt.NDArray[np.float32]]] = {}
+
+    def rows(self) -> EvaluatedRows:
+        def joined(parts: list[npt.NDArray[Any]], dtype: npt.DTypeLike) -> npt.NDArray[Any]:
+            return np.concatenate(parts).astype(dtype) if parts else np.zeros(0, dtype)
+
+        return EvaluatedRows(
+            self.events,
+            self.first_timestamp,
+            self.last_timestamp,
+            joined(self.ranked_at, np.int64),
+            joined(self.ranked_warm, bool),
+            {name: joined(parts, np.int16) for name, parts in self.ranks.items()},
+            joined(self.actual, np.float32),
+            joined(self.warm, bool),
+            {name: joined(parts, np.float32) for name, parts in self.predicted.items()},
+        )
 
 
 class PrequentialEvaluator:
@@ -89,6 +154,9 @@ class PrequentialEvaluator:
         self._first_timestamp: float | None = None
         self._last_timestamp: float | None = None
         self.seconds_per_model = dict.fromkeys(self.models, 0.0)
+        self._own: _OwnRows | None = None
+        """Records of this evaluator's own events since the last :meth:`take_rows` (kept
+        only once :meth:`share_rows` was called)."""
 
     @property
     def catalog_ids(self) -> npt.NDArray[np.int64]:
@@ -137,6 +205,12 @@ class PrequentialEvaluator:
         event_index = self.events_seen + np.arange(len(batch))
         warm = positions > 0
         hits: dict[str, int] = {}
+        own = self._own
+        if own is not None:
+            own.ranked_at.append(own.events + relevant)
+            own.ranked_warm.append(warm[relevant])
+            own.actual.append(batch.ratings.astype(np.float32))
+            own.warm.append(warm)
 
         for name, model in self.models.items():
             started = time.perf_counter()
@@ -159,19 +233,62 @@ class PrequentialEvaluator:
                 ranks_np = ranks.cpu().numpy()
                 self._ranking[name].append(event_index[relevant], ranks_np, warm[relevant])
                 hits[name] = int((ranks_np < self.k).sum())
+                if own is not None:
+                    own.ranks.setdefault(name, []).append(np.minimum(ranks_np, self.k))
             if name in self._rating:
                 assert isinstance(model, RatingPredictor)
                 predicted = np.clip(model.predict_ratings(batch), *self.rating_range)
                 self._rating[name].append(predicted, batch.ratings, warm)
+                if own is not None:
+                    own.predicted.setdefault(name, []).append(np.asarray(predicted, np.float32))
             model.learn(batch)
             self.seconds_per_model[name] += time.perf_counter() - started
 
         if len(batch):
-            if self._first_timestamp is None:
-                self._first_timestamp = float(batch.timestamps[0])
-            self._last_timestamp = float(batch.timestamps[-1])
+            self._saw_times(float(batch.timestamps[0]), float(batch.timestamps[-1]))
+            if own is not None:
+                if own.first_timestamp is None:
+                    own.first_timestamp = float(batch.timestamps[0])
+                own.last_timestamp = float(batch.timestamps[-1])
+                own.events += len(batch)
         self.events_seen += len(batch)
         return BatchOutcome(len(batch), len(relevant), hits)
+
+    def _saw_times(self, first: float, last: float) -> None:
+        if self._first_timestamp is None or first < self._first_timestamp:
+            self._first_timestamp = first
+        if self._last_timestamp is None or last > self._last_timestamp:
+            self._last_timestamp = last
+
+    # ------------------------------------------------------------- several evaluators
+
+    def share_rows(self) -> None:
+        """Keep the records of this evaluator's own events from now on, for :meth:`take_rows`."""
+        if self._own is None:
+            self._own = _OwnRows()
+
+    def take_rows(self) -> EvaluatedRows:
+        """The records of this evaluator's own events since the previous take (those of
+        :meth:`add_rows` left out)."""
+        if self._own is None:
+            raise RuntimeError("share_rows() was not called: no rows are kept")
+        rows, self._own = self._own.rows(), _OwnRows()
+        return rows
+
+    def add_rows(self, rows: EvaluatedRows) -> None:
+        """Count another evaluator's records as events of this stream, after those seen so far
+        (records of models this evaluator does not run are left out)."""
+        for name, ranks in rows.ranks.items():
+            if name in self._ranking:
+                self._ranking[name].append(
+                    self.events_seen + rows.ranked_at, ranks, rows.ranked_warm
+                )
+        for name, predicted in rows.predicted.items():
+            if name in self._rating:
+                self._rating[name].append(predicted, rows.actual, rows.warm)
+        if rows.first_timestamp is not None and rows.last_timestamp is not None:
+            self._saw_times(rows.first_timestamp, rows.last_timestamp)
+        self.events_seen += rows.events
 
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to continue the evaluation exactly, models included."""

@@ -103,6 +103,9 @@ class StreamProcessor:
         """Messages in the source not yet consumed (the Kafka adapter sets it; None: unknown)."""
         self.latest_report: StreamReport | None = None
         """The report last published."""
+        self.publishes_model = True
+        """Publish the model snapshot and the metrics (one worker of a group does; all publish
+        their users' lists)."""
         self._snapshot_version = -1
         self._events_at_last_snapshot = 0
 
@@ -202,7 +205,7 @@ class StreamProcessor:
             for user, row_items, row_scores in zip(user_ids, items, scores, strict=True)
         ]
         self.sink.publish_recommendations(lists, states)
-        if (
+        if self.publishes_model and (
             version != self._snapshot_version
             or self.evaluator.events_seen - self._events_at_last_snapshot
             >= self.snapshot_every_events
@@ -238,5 +241,13 @@ class StreamProcessor:
         )
         self._events_at_last_metrics = self.evaluator.events_seen
         self.latest_report = report
-        self.sink.publish_metrics(report)
+        if self.publishes_model:
+            self.sink.publish_metrics(report)
         return report
+
+    def lead(self, publishes: bool) -> None:
+        """Set :attr:`publishes_model`; a processor that starts publishing publishes a snapshot
+        with its next batch."""
+        if publishes and not self.publishes_model:
+            self._snapshot_version = -1
+        self.publishes_model = publishes

@@ -45,14 +45,14 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Final
 
 import numpy as np
 import numpy.typing as npt
 
 from recsys_stream._arrays import pack, unpack
-from recsys_stream.evaluation import UserHistories
+from recsys_stream.evaluation import EvaluatedRows, UserHistories
 from recsys_stream.learner import ItemDelta, ItemSharing, UserStates, export_users, import_users
 from recsys_stream.stream.processor import StreamProcessor
 
@@ -75,6 +75,9 @@ class ModelUpdate:
     users: UserStates
     histories: UserHistories
     """The evaluator's histories of the same users."""
+    evaluation: EvaluatedRows = field(default_factory=EvaluatedRows.empty)
+    """The sender's prequential records of the events it learned: summed, every replica's
+    figures are the whole stream's."""
 
     @property
     def events(self) -> int:
@@ -84,15 +87,33 @@ class ModelUpdate:
     def to_bytes(self) -> bytes:
         """A compact binary form (:func:`recsys_stream._arrays.pack`), the item delta and
         the user states in theirs."""
+        rows = self.evaluation
         return pack(
             _MAGIC,
-            {"origin": self.origin, "sequence": self.sequence, "positions": self.positions},
+            {
+                "origin": self.origin,
+                "sequence": self.sequence,
+                "positions": self.positions,
+                "evaluation": {
+                    "events": rows.events,
+                    "first_timestamp": rows.first_timestamp,
+                    "last_timestamp": rows.last_timestamp,
+                    "ranked": sorted(rows.ranks),
+                    "predicted": sorted(rows.predicted),
+                },
+            },
             {
                 "items": np.frombuffer(self.items.to_bytes(), dtype=np.uint8),
                 "users": np.frombuffer(self.users.to_bytes(), dtype=np.uint8),
                 "history_users": self.histories.user_ids,
                 "history_lengths": self.histories.lengths,
                 "history_items": self.histories.item_ids,
+                "ranked_at": rows.ranked_at,
+                "ranked_warm": rows.ranked_warm,
+                "actual": rows.actual,
+                "warm": rows.warm,
+                **{f"ranks:{name}": ranks for name, ranks in rows.ranks.items()},
+                **{f"predicted:{name}": values for name, values in rows.predicted.items()},
             },
         )
 
@@ -101,6 +122,20 @@ class ModelUpdate:
         """The update of :meth:`to_bytes`; ``ValueError`` for bytes that are not one."""
         header, arrays = unpack(data, _MAGIC, "model update")
         try:
+            evaluation = header["evaluation"]
+            rows = EvaluatedRows(
+                events=int(evaluation["events"]),
+                first_timestamp=evaluation["first_timestamp"],
+                last_timestamp=evaluation["last_timestamp"],
+                ranked_at=arrays["ranked_at"],
+                ranked_warm=arrays["ranked_warm"],
+                ranks={str(name): arrays[f"ranks:{name}"] for name in evaluation["ranked"]},
+                actual=arrays["actual"],
+                warm=arrays["warm"],
+                predicted={
+                    str(name): arrays[f"predicted:{name}"] for name in evaluation["predicted"]
+                },
+            )
             return cls(
                 origin=str(header["origin"]),
                 sequence=int(header["sequence"]),
@@ -110,6 +145,7 @@ class ModelUpdate:
                 histories=UserHistories(
                     arrays["history_users"], arrays["history_lengths"], arrays["history_items"]
                 ),
+                evaluation=rows,
             )
         except (KeyError, TypeError, AttributeError) as exc:
             raise ValueError(f"an unreadable model update: {exc}") from exc
@@ -136,6 +172,7 @@ class Replica:
         """Per user row: the user's state came from another worker's update (since this one
         last learned an event of theirs)."""
         self._events_at_take = processor.learner.events_learned
+        processor.evaluator.share_rows()
 
     @property
     def events_held(self) -> int:
@@ -147,6 +184,12 @@ class Replica:
     def pending(self) -> int:
         """Events learned here and in no update yet."""
         return self.processor.learner.events_learned - self._events_at_take
+
+    @property
+    def has_new_positions(self) -> bool:
+        """Sources moved on since the previous update (even with nothing learned: messages
+        that held only invalid events)."""
+        return bool(self._learned_since_take)
 
     # ------------------------------------------------------------------------ learning
 
@@ -193,6 +236,7 @@ class Replica:
             items=self._sharing.take(),
             users=export_users(learner, users),
             histories=evaluator.export_users(users),
+            evaluation=evaluator.take_rows(),
         )
         self._events_at_take = learner.events_learned
         self._merge(update.positions)
@@ -209,6 +253,7 @@ class Replica:
         evaluator = self.processor.evaluator
         evaluator.extend_catalog(update.items.item_ids)
         evaluator.import_users(update.histories)
+        evaluator.add_rows(update.evaluation)
         self.applied[update.origin] = update.sequence
         self.events_from_others += update.events
         self._merge(update.positions)

@@ -44,12 +44,12 @@ from recsys_stream.files import atomic_write
 from recsys_stream.settings import Settings
 from services.kafka_security import faust_options
 from services.logs import logging_config
-from services.topics import wait_for_topics
+from services.topics import updates_layout, wait_for_topics
 from services.trainer.http import Health, TrainerHttpServer
 from services.trainer.learner_process import LearnerDiedError, LearnerProcess, Reply
 from services.trainer.offsets import commit_group_offsets, rewind_group
 from services.trainer.telemetry import TrainerTelemetry
-from services.trainer.worker import CoreStatus, Handled, Message
+from services.trainer.worker import CoreStatus, GroupStatus, Handled, Message
 
 log = logging.getLogger(__name__)
 
@@ -151,6 +151,8 @@ class TrainerService:
         app.timer(interval=TICK_S)(self._tick)
         # mode annotates handlers with a forward reference that mypy cannot resolve.
         app.on_partitions_assigned.connect(cast(Any, self._on_assigned))
+        if trainer.scale_out:
+            app.on_partitions_revoked.connect(cast(Any, self._on_revoked))
         app.on_before_shutdown.connect(cast(Any, self._flush))
         return app
 
@@ -241,6 +243,8 @@ class TrainerService:
         """Take in the learner's status and its durable positions (committed by the next
         tick); stop the trainer if the learner cannot go on."""
         self._status = reply.status
+        if reply.status.group is not None:
+            self.telemetry.group(reply.status.group)
         checkpoint = reply.status.checkpoint
         if checkpoint.written > self._checkpoints_seen and checkpoint.seconds is not None:
             self.telemetry.checkpoint_duration.observe(checkpoint.seconds)
@@ -293,9 +297,31 @@ class TrainerService:
                 self._committed[f"{tp.topic}/{tp.partition}"] = offset
 
     async def _on_assigned(self, _sender: Any, assigned: Any = (), *_: Any, **__: Any) -> None:
-        self._assigned = True
         partitions = sorted(f"{tp.topic}/{tp.partition}" for tp in assigned)
         log.info("partitions assigned: %s", partitions, extra={"partitions": partitions})
+        if self.settings.trainer.scale_out:
+            # The rebalance waits: no message of these partitions is fetched before the
+            # learner holds every update the group published.
+            await self._rebalance(self.learner.assign(self._ratings(assigned)))
+        self._assigned = True
+
+    async def _on_revoked(self, _sender: Any, revoked: Any = (), *_: Any, **__: Any) -> None:
+        """A worker of a group gives partitions up: what it learned of them is published (the
+        takes in flight answered first, the pipe keeps their order) and committed before the
+        group moves on."""
+        await self._rebalance(self.learner.revoke(self._ratings(revoked)))
+        await self._commit_durable()
+
+    def _ratings(self, partitions: Any) -> list[str]:
+        topic = self.settings.kafka.topic
+        return sorted(f"{tp.topic}/{tp.partition}" for tp in partitions if tp.topic == topic)
+
+    async def _rebalance(self, request: Awaitable[Reply]) -> None:
+        reply = await self._ask(request)
+        self._settle(reply)
+        if reply.error is not None:
+            log.error("stopping the trainer: %s", reply.error)
+            await self.app.crash(RuntimeError(reply.error))
 
     async def _flush(self, _sender: Any, *_: Any, **__: Any) -> None:
         """At shutdown (the consumer stopped): the takes the learner holds are answered (their
@@ -351,6 +377,7 @@ class TrainerService:
             "checkpoint_failing": status.checkpoint.failing_since is not None,
             "restored_from": status.restored_from,
             "quarantined": status.quarantined,
+            "group": None if status.group is None else _group_body(status.group),
         }
         atomic_write(path, orjson.dumps(body), durable=False)
 
@@ -361,7 +388,9 @@ class TrainerService:
         Faust worker until stopped (SIGINT/SIGTERM shut it down cleanly)."""
         settings = self.settings
         kafka, trainer = settings.kafka, settings.trainer
-        wait_for_topics(kafka, [kafka.topic, kafka.dead_letter_topic], trainer.kafka_wait_s)
+        topics = [kafka.topic, kafka.dead_letter_topic]
+        layouts = updates_layout(kafka) if trainer.scale_out else {}
+        wait_for_topics(kafka, [*topics, *layouts], trainer.kafka_wait_s, layouts)
         server = TrainerHttpServer(
             trainer.http_host,
             trainer.http_port,
@@ -375,14 +404,17 @@ class TrainerService:
             self._durable = dict(initial.durable)
             self.telemetry.update(self._status)
             self.telemetry.restore_dead_letters(self._status.dead_letters_by_code)
-            partitions = rewind_group(
-                kafka,
-                trainer.app_id,
-                kafka.topic,
-                _positions_of(self._durable, kafka.topic),
-                trainer.kafka_wait_s,
-            )
-            self._committed = {f"{kafka.topic}/{p}": o for p, o in partitions.items()}
+            if not trainer.scale_out:
+                # A group's committed offsets never pass what its updates topic holds, which
+                # a worker reads before it learns a partition: nothing to rewind.
+                partitions = rewind_group(
+                    kafka,
+                    trainer.app_id,
+                    kafka.topic,
+                    _positions_of(self._durable, kafka.topic),
+                    trainer.kafka_wait_s,
+                )
+                self._committed = {f"{kafka.topic}/{p}": o for p, o in partitions.items()}
             worker = ShutdownBoundWorker(
                 self.app,
                 trainer.shutdown_timeout_s,
@@ -404,6 +436,8 @@ class TrainerService:
         """After the worker stopped: commit the last durable positions (the group is empty
         now), so that the consumer lag reads true; a restart needs only the checkpoint."""
         kafka = self.settings.kafka
+        if self.settings.trainer.scale_out:
+            return  # the group lives on; its next owner reads the updates topic
         moved = {
             partition: offset
             for partition, offset in _positions_of(self._durable, kafka.topic).items()
@@ -465,6 +499,21 @@ class QuietMonitor(faust.Monitor):
 
     def on_message_out(self, *args: Any, **kwargs: Any) -> None:
         return None
+
+
+def _group_body(group: GroupStatus) -> dict[str, Any]:
+    return {
+        "worker": group.worker,
+        "leader": group.leader,
+        "assigned": group.assigned,
+        "events_held": group.events_held,
+        "pending_events": group.pending_events,
+        "events_learned_here": group.events_learned_here,
+        "updates_published": group.updates_published,
+        "updates_applied": group.updates_applied,
+        "updates_unreadable": group.updates_unreadable,
+        "dropped_messages": group.dropped_messages,
+    }
 
 
 def _positions_of(durable: Mapping[str, int], topic: str) -> dict[int, int]:

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import dataclasses
 import itertools
 import logging
 import multiprocessing
@@ -45,6 +46,7 @@ from typing import Any, Final
 from recsys_stream.serving import InMemorySink, OutputSink
 from recsys_stream.settings import Settings
 from services.logs import configure_logging
+from services.trainer.group import GroupMember, scale_out_settings
 from services.trainer.worker import CoreStatus, Handled, Message, TrainerCore
 
 log = logging.getLogger(__name__)
@@ -134,6 +136,15 @@ class LearnerProcess:
     async def tick(self) -> Reply:
         return await self._request("tick", None)
 
+    async def assign(self, sources: list[str]) -> Reply:
+        """Partitions given to this worker (of a group): it holds the group's updates after."""
+        return await self._request("assign", sources)
+
+    async def revoke(self, sources: list[str]) -> Reply:
+        """Partitions taken from this worker (of a group): its learning of them is published
+        after."""
+        return await self._request("revoke", sources)
+
     async def close(self) -> Reply:
         reply = await self._request("close", None)
         await asyncio.get_running_loop().run_in_executor(None, self._process.join, 60)
@@ -203,9 +214,19 @@ def _serve(connection: Connection, settings: Settings) -> None:
     # decides when to stop, so that its final checkpoint is still written.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     configure_logging(settings)
+    if settings.trainer.scale_out:
+        settings = scale_out_settings(settings)
     core = TrainerCore(settings, _sink(settings))
-    core.restore()
-    durable = dict(core.positions)
+    member = GroupMember(core, settings) if settings.trainer.scale_out else None
+    if member is None:
+        core.restore()
+    else:
+        member.restore()
+
+    def positions() -> dict[str, int]:
+        return member.durable() if member is not None else dict(core.positions)
+
+    durable = positions()
     trainer = settings.trainer
     retry_at = 0.0
     backoff = trainer.checkpoint_retry_s
@@ -216,8 +237,14 @@ def _serve(connection: Connection, settings: Settings) -> None:
             return f"checkpoints have failed for {time.time() - since:.0f} s"
         return None
 
+    def status() -> CoreStatus:
+        current = core.status()
+        if member is None:
+            return current
+        return dataclasses.replace(current, group=member.status())
+
     def reply(**extra: Any) -> Reply:
-        return Reply(status=core.status(), durable=dict(durable), fatal=fatal(), **extra)
+        return Reply(status=status(), durable=dict(durable), fatal=fatal(), **extra)
 
     def checkpoint(*, now: bool = False) -> bool:
         """Write a checkpoint unless a failed one waits for its retry (``now``: regardless);
@@ -226,24 +253,41 @@ def _serve(connection: Connection, settings: Settings) -> None:
         if not now and time.monotonic() < retry_at:
             return False
         try:
-            core.save_checkpoint()
+            if member is None:
+                core.save_checkpoint()
+            else:
+                member.checkpoint()
         except Exception as exc:
             failed = core.status().checkpoint
             log.error(
                 "checkpoint write failed (%s, %d failures in all); nothing past the last "
                 "checkpoint is acknowledged; trying again in %.1f s",
-                failed.last_error,
+                failed.last_error or repr(exc),
                 failed.failures,
                 backoff,
-                extra={"error": failed.last_error, "failures": failed.failures},
+                extra={"error": failed.last_error or repr(exc), "failures": failed.failures},
                 exc_info=exc,
             )
             retry_at = time.monotonic() + backoff
             backoff = min(backoff * 2, RETRY_MAX_S)
             return False
         retry_at, backoff = 0.0, trainer.checkpoint_retry_s
-        durable = dict(core.positions)
+        durable = positions()
         return True
+
+    def exchange() -> None:
+        """One of a group: apply what the others published, publish if due."""
+        nonlocal durable
+        if member is None:
+            return
+        member.poll()
+        if member.exchange_due():
+            try:
+                member.publish()
+            except Exception as exc:  # kept, and sent first next time
+                log.warning("publishing an update failed (%r); trying again", exc)
+                return
+            durable = positions()
 
     connection.send((None, reply()))
     waiting: list[tuple[str, int, Any]] = []
@@ -251,6 +295,8 @@ def _serve(connection: Connection, settings: Settings) -> None:
         try:
             kind, request, payload = waiting.pop(0) if waiting else connection.recv()
         except (EOFError, OSError):
+            if member is not None:
+                member.close()
             return  # the Faust side is gone: nothing to acknowledge to anyone
         if kind == "handle":
             # Takes that queued while the learner was busy are learned together: under load
@@ -264,20 +310,57 @@ def _serve(connection: Connection, settings: Settings) -> None:
                 takes.append((following[1], following[2]))
             messages = [message for _, (batch, _) in takes for message in batch]
             core.processor.consumer_lag = takes[-1][1][1]
-            handled = core.handle(messages)
+            exchange()
+            handled = _handle_owned(core, member, messages)
+            exchange()
             wrote = core.checkpoint_due() and checkpoint()
             for (number, _), part in zip(takes, _split(handled, takes), strict=True):
                 connection.send((number, reply(handled=part, checkpointed=wrote)))
         elif kind == "tick":
             core.processor.swap_in_retrain()  # one that finished while no events came
+            exchange()
             wrote = core.checkpoint_due() and checkpoint()
             connection.send((request, reply(checkpointed=wrote)))
+        elif kind in ("assign", "revoke"):
+            assert member is not None, "partitions are reported only when scaling out"
+            try:
+                if kind == "assign":
+                    member.assign(payload)
+                else:
+                    member.revoke(payload)
+            except Exception as exc:
+                # Learning a partition without the group's updates, or giving one up with
+                # learning that is in no update, would break exactly-once: stop instead.
+                log.error("the %s of %s failed: %r", kind, payload, exc, exc_info=exc)
+                connection.send((request, reply(error=repr(exc))))
+                return
+            durable = positions()
+            connection.send((request, reply()))
         elif kind == "close":
             wrote = core.learned_since_checkpoint > 0 and checkpoint(now=True)
             core.close()
+            if member is not None:
+                member.close()
             connection.send((request, reply(checkpointed=wrote)))
             connection.close()
             return
+
+
+def _handle_owned(
+    core: TrainerCore, member: GroupMember | None, messages: list[Message]
+) -> Handled:
+    """:meth:`TrainerCore.handle` of the messages of partitions this worker learns (of a
+    group: those taken from it since are its new owner's to learn)."""
+    if member is None:
+        return core.handle(messages)
+    owned = [member.owned(message.source) for message in messages]
+    if all(owned):
+        return core.handle(messages)
+    member.dropped(len(owned) - sum(owned))
+    handled = core.handle([m for m, mine in zip(messages, owned, strict=True) if mine])
+    learned = iter(handled.learned_per_message)
+    per_message = [next(learned) if mine else 0 for mine in owned]
+    return Handled(handled.learned, handled.dead_letters, per_message)
 
 
 def _split(handled: Handled, takes: list[tuple[int, tuple[list[Message], Any]]]) -> list[Handled]:

@@ -16,6 +16,11 @@ Metric names (the Grafana dashboard and the alerts use exactly these):
 - ``recsys_trainer_model_version``, ``recsys_trainer_retrains_total``;
 - ``recsys_trainer_checkpoint_age_seconds``, ``recsys_trainer_checkpoint_duration_seconds``
   (histogram), ``recsys_trainer_checkpoint_failures_total``;
+- of a worker that scales out: ``recsys_trainer_events_held`` (events whose learning its model
+  holds: its own and the group's updates), ``recsys_trainer_updates_published_total``,
+  ``recsys_trainer_updates_applied_total``, ``recsys_trainer_update_staleness_seconds``
+  (histogram: an update's publication to its application here), ``recsys_trainer_leader`` (1:
+  this worker publishes the model and the group's metrics), ``recsys_trainer_partitions``;
 - ``recsys_prequential_hr``, ``recsys_prequential_ndcg``, ``recsys_prequential_rmse``, labelled
   ``model`` (learner and each baseline that runs) and ``scope`` (``all``: the whole stream so
   far; ``window``: the sliding window's latest value); RMSE for rating models only.
@@ -35,12 +40,13 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from recsys_stream.events import ErrorCode
-from services.trainer.worker import CoreStatus
+from services.trainer.worker import CoreStatus, GroupStatus
 
 FRESHNESS_BUCKETS: Final = (
     0.01, 0.025, 0.05, 0.1, 0.15, 0.2, 0.25, 0.35, 0.5, 0.75, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0,
 )  # fmt: skip
 """Seconds, dense around the 250 ms a learned event should take at 1,000 events/s."""
+STALENESS_BUCKETS: Final = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0)
 CHECKPOINT_BUCKETS: Final = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0)
 RATE_WINDOW_S: Final = 10.0
 
@@ -75,6 +81,12 @@ class TrainerTelemetry:
             buckets=CHECKPOINT_BUCKETS,
             registry=self.registry,
         )
+        self.update_staleness = Histogram(
+            "recsys_trainer_update_staleness_seconds",
+            "Seconds from another worker's publication of an update to its application here.",
+            buckets=STALENESS_BUCKETS,
+            registry=self.registry,
+        )
         self.checkpoint_failures = Counter(
             "recsys_trainer_checkpoint_failures",
             "Checkpoint writes that failed (each is retried).",
@@ -97,6 +109,11 @@ class TrainerTelemetry:
             self.dead_letters.labels(code).inc()
         for seconds in freshness:
             self.freshness.observe(seconds)
+
+    def group(self, status: GroupStatus) -> None:
+        """Count what one reply of a group's worker says (once per reply)."""
+        for seconds in status.staleness_s:
+            self.update_staleness.observe(seconds)
 
     def restore_dead_letters(self, by_code: Mapping[str, int]) -> None:
         """Start the dead-letter counters from those of the checkpoint restored (a restart
@@ -179,6 +196,8 @@ class _StateCollector(Collector):
             "Full retrains completed and swapped in.",
             value=status.retrains_completed,
         )
+        if status.group is not None:
+            yield from _group_metrics(status.group)
         since = status.checkpoint.written_at or status.started_at
         yield GaugeMetricFamily(
             "recsys_trainer_checkpoint_age_seconds",
@@ -206,3 +225,31 @@ class _StateCollector(Collector):
             if figures.rating is not None:
                 families["rmse"].add_metric((model, "all"), figures.rating.rmse)
         yield from families.values()
+
+
+def _group_metrics(group: GroupStatus) -> Iterable[Metric]:
+    yield GaugeMetricFamily(
+        "recsys_trainer_events_held",
+        "Events whose learning this worker's model holds: its own and the group's updates.",
+        value=group.events_held,
+    )
+    yield CounterMetricFamily(
+        "recsys_trainer_updates_published",
+        "Updates this worker published to the updates topic.",
+        value=group.updates_published,
+    )
+    yield CounterMetricFamily(
+        "recsys_trainer_updates_applied",
+        "Other workers' updates applied here.",
+        value=group.updates_applied,
+    )
+    yield GaugeMetricFamily(
+        "recsys_trainer_leader",
+        "1 if this worker publishes the model snapshot and the group's metrics.",
+        value=1.0 if group.leader else 0.0,
+    )
+    yield GaugeMetricFamily(
+        "recsys_trainer_partitions",
+        "Partitions of the ratings topic this worker learns.",
+        value=len(group.assigned),
+    )

@@ -19,11 +19,18 @@ import time
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from recsys_stream.report import LiveFigures
 from recsys_stream.serving import DeadLetter, InMemorySink, OutputSink
 from recsys_stream.settings import Settings
-from recsys_stream.stream import CheckpointStore, Restored, StreamProcessor, restore_processor
+from recsys_stream.stream import (
+    CheckpointStore,
+    Replica,
+    Restored,
+    StreamProcessor,
+    restore_processor,
+)
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +87,31 @@ class CheckpointStatus:
 
 
 @dataclass(frozen=True)
+class GroupStatus:
+    """A worker's part in its group, for its status and metrics."""
+
+    worker: str
+    leader: bool
+    """This worker publishes the model snapshot and the group's metrics (it holds the
+    ratings topic's partition 0)."""
+    assigned: list[str]
+    events_held: int
+    """Events whose learning this worker's model holds: its own and the group's updates."""
+    events_learned_here: int
+    """Events learned by this worker (before its restarts too), not by one whose checkpoint
+    it started from."""
+    pending_events: int
+    """Events learned here and in no update yet (lost if this worker dies: relearned)."""
+    updates_published: int
+    updates_applied: int
+    updates_unreadable: int
+    staleness_s: list[float]
+    """Publication to application of the updates applied since the last status."""
+    dropped_messages: int
+    """Messages of partitions no longer this worker's (their new owner learns them)."""
+
+
+@dataclass(frozen=True)
 class CoreStatus:
     """Where the learner stands: what the status file, ``/metrics`` and ``/readyz`` report."""
 
@@ -102,6 +134,8 @@ class CoreStatus:
     """The checkpoint restored at start (None: none)."""
     quarantined: int = 0
     """Unreadable checkpoints moved aside at start."""
+    group: GroupStatus | None = None
+    """This worker's part in its group, when it scales out."""
 
 
 class TrainerCore:
@@ -122,6 +156,9 @@ class TrainerCore:
         self.dead_letters_by_code: Counter[str] = Counter()
         self.restored: Restored | None = None
         self._checkpoint = CheckpointStatus()
+        self.replica: Replica | None = None
+        """Set when this worker is one of a group's (:mod:`services.trainer.group`): the
+        group's positions decide what was learned."""
 
     # ---------------------------------------------------------------------- restore
 
@@ -178,6 +215,8 @@ class TrainerCore:
     # ----------------------------------------------------------------------- learning
 
     def already_learned(self, message: Message) -> bool:
+        if self.replica is not None:
+            return message.offset < self.replica.position(message.source)
         return message.offset < self.positions.get(message.source, 0)
 
     def handle(self, messages: Sequence[Message]) -> Handled:
@@ -193,6 +232,10 @@ class TrainerCore:
         for message in chosen:
             key = message.source
             self.positions[key] = max(self.positions.get(key, 0), message.offset + 1)
+        if self.replica is not None:
+            self.replica.record(
+                result.user_ids, {m.source: self.positions[m.source] for m in chosen}
+            )
         self.learned_since_checkpoint += result.learned
         self.dead_letters_by_code.update(letter.code for letter in result.dead_letters)
         if result.learned:
@@ -210,15 +253,16 @@ class TrainerCore:
             and time.monotonic() - self.last_checkpoint >= trainer.checkpoint_every_seconds
         )
 
-    def save_checkpoint(self) -> None:
-        """Write a checkpoint of everything learned so far; raises what the write raised (the
-        failure is counted, and the checkpoint on disk stays the previous one)."""
+    def save_checkpoint(self, extra: dict[str, Any] | None = None) -> None:
+        """Write a checkpoint of everything learned so far (with ``extra``, plain values);
+        raises what the write raised (the failure is counted, and the checkpoint on disk stays
+        the previous one)."""
         started = time.perf_counter()
         try:
             self.store.save(
                 self.processor,
                 self.positions,
-                {"dead_letters_by_code": dict(self.dead_letters_by_code)},
+                {"dead_letters_by_code": dict(self.dead_letters_by_code), **(extra or {})},
             )
         except Exception as exc:
             previous = self._checkpoint
@@ -256,6 +300,15 @@ class TrainerCore:
 
     # ------------------------------------------------------------------------- status
 
+    def reported_positions(self) -> dict[str, int]:
+        """Per partition, the first offset not learned: by this worker, or (one of a group)
+        by the group as far as this worker knows."""
+        replica = self.replica
+        if replica is None:
+            return dict(self.positions)
+        sources = set(replica.positions) | set(replica.learned_positions)
+        return {source: replica.position(source) for source in sorted(sources)}
+
     def status(self) -> CoreStatus:
         learner = self.processor.learner
         report = self.processor.latest_report
@@ -264,7 +317,7 @@ class TrainerCore:
             started_at=self.started_at,
             events_learned=learner.events_learned,
             events_evaluated=self.processor.evaluator.events_seen,
-            positions=dict(self.positions),
+            positions=self.reported_positions(),
             dead_letters=self.processor.dead_letters,
             model_version=learner.version,
             retrains_completed=learner.retrains_completed,

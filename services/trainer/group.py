@@ -1,0 +1,394 @@
+"""Several trainer workers, one model: the learner process's side of scaling out.
+
+Workers of one app id split the ratings topic's partitions (Kafka's consumer group, Faust's
+assignor), so each learns the users of its partitions. Each holds the whole model as a
+:class:`~recsys_stream.stream.Replica` and they keep it whole through the **updates topic**
+(one partition: every worker reads every update in the same order):
+
+- every ``exchange_every_events`` events learned (or ``exchange_every_s`` seconds), a worker
+  publishes a :class:`~recsys_stream.stream.ModelUpdate`: its item-side deltas (summed by the
+  others), the state of the users it learned, its prequential records, and its **positions**
+  (per partition, the first offset whose learning is in no update);
+- between two batches it applies what the others published;
+- when it is given partitions it first reads the updates topic to its end, so that it holds
+  everything the group learned of them, and learns each from the group's position on; when
+  partitions are taken from it, it publishes an update at once (the rebalance waits for it);
+- a checkpoint is written only after an update: it holds no learning that is in no update, and
+  its offset in the updates topic. A restarted worker reads the updates topic from there (its
+  own updates after the checkpoint are applied like anyone's), so each event's learning is in
+  the model once, whichever worker learned it and whoever died.
+
+A worker that dies loses only what it learned since its last update: nobody applied it, and
+the partition's next owner learns those events again from the published position.
+
+What is durable is what the updates topic holds: the offsets the trainer commits are the
+positions of published updates, which a new owner always reads before it learns.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import socket
+import time
+from collections import deque
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any, Final
+
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+
+from recsys_stream.settings import KafkaSettings, Settings
+from recsys_stream.stream import CheckpointError, ModelUpdate, Replica, load_checkpoint
+from recsys_stream.stream.checkpoint import restore_processor
+from services.kafka_security import kafka_python_options
+from services.trainer.worker import GroupStatus, TrainerCore
+
+log = logging.getLogger(__name__)
+
+SEND_TIMEOUT_S: Final = 30.0
+"""How long publishing one update may take before the worker counts it as failed."""
+CATCH_UP_TIMEOUT_S: Final = 120.0
+"""How long reading the updates topic to its end may take."""
+
+
+class GroupError(RuntimeError):
+    """The worker cannot join the group's model (the updates it needs are gone)."""
+
+
+def scale_out_settings(settings: Settings) -> Settings:
+    """The settings a worker of a group runs with: its own checkpoint folder, no full
+    retrains (a refit is not a sum of steps, so it cannot be shared; docs/streaming.md) and no
+    baselines (each worker would see only its partitions' events, so theirs would not be the
+    stream's figures)."""
+    learner, stream = settings.learner, settings.stream
+    if learner.retrain.every_events is not None or learner.retrain.every_seconds is not None:
+        log.warning("scaling out: full retrains are off (they run once for a group: not built)")
+    if stream.baselines:
+        log.warning("scaling out: the baselines are off (a worker sees a part of the stream)")
+    retrain = dataclasses.replace(learner.retrain, every_events=None, every_seconds=None)
+    trainer = settings.trainer.model_copy(
+        update={"checkpoint_path": worker_checkpoint(settings, worker_name(settings))}
+    )
+    return settings.model_copy(
+        update={
+            "learner": dataclasses.replace(learner, retrain=retrain),
+            "stream": dataclasses.replace(stream, baselines=False),
+            "trainer": trainer,
+        }
+    )
+
+
+def worker_name(settings: Settings) -> str:
+    return settings.trainer.worker_name or socket.gethostname()
+
+
+def worker_checkpoint(settings: Settings, name: str) -> Path:
+    """Where worker ``name`` keeps its checkpoints: beside the other workers', so that a new
+    worker can start from theirs."""
+    path = settings.trainer.checkpoint_path
+    return path.parent / "workers" / name / path.name
+
+
+class UpdateLog:
+    """The updates topic, read from a given offset and written with acknowledgement."""
+
+    def __init__(self, kafka: KafkaSettings, start: int) -> None:
+        self.topic = kafka.updates_topic
+        self._partition = TopicPartition(self.topic, 0)
+        options = kafka_python_options(kafka)
+        self._producer = KafkaProducer(
+            bootstrap_servers=kafka.bootstrap_servers,
+            acks="all",
+            linger_ms=0,
+            max_request_size=kafka.updates_max_bytes,
+            client_id="recsys-trainer-updates",
+            **options,
+        )
+        self._consumer = KafkaConsumer(
+            bootstrap_servers=kafka.bootstrap_servers,
+            group_id=None,
+            enable_auto_commit=False,
+            fetch_max_bytes=kafka.updates_max_bytes,
+            max_partition_fetch_bytes=kafka.updates_max_bytes,
+            client_id="recsys-trainer-updates",
+            **options,
+        )
+        self._consumer.assign([self._partition])
+        beginning = self._consumer.beginning_offsets([self._partition])[self._partition]
+        if start < beginning:
+            raise GroupError(
+                f"the updates topic {self.topic} begins at offset {beginning} and this worker "
+                f"needs the updates from {start} on: they were deleted (retention "
+                "kafka.updates_retention_ms); start it from a newer checkpoint of the group "
+                "(a checkpoint directory shared by the workers) or a longer retention"
+            )
+        self._consumer.seek(self._partition, start)
+
+    @property
+    def position(self) -> int:
+        """The offset of the next update to read."""
+        offset: int = self._consumer.position(self._partition)
+        return offset
+
+    def end(self) -> int:
+        end: int = self._consumer.end_offsets([self._partition])[self._partition]
+        return end
+
+    def publish(self, data: bytes, key: str) -> int:
+        """Write one update and wait until the brokers hold it; its offset."""
+        sent = self._producer.send(self.topic, value=data, key=key.encode())
+        metadata = sent.get(timeout=SEND_TIMEOUT_S)
+        offset: int = metadata.offset
+        return offset
+
+    def read(self, until: int | None) -> list[tuple[bytes, float]]:
+        """The updates from :attr:`position` on, with their publication time: to ``until``
+        (waiting for them), or (None) what a fetch brings now."""
+        found: list[tuple[bytes, float]] = []
+        if until is None:
+            for records in self._consumer.poll(timeout_ms=0).values():
+                found.extend((r.value, r.timestamp / 1000) for r in records)
+            return found
+        deadline = time.monotonic() + CATCH_UP_TIMEOUT_S
+        while self.position < until:
+            if time.monotonic() > deadline:
+                raise GroupError(
+                    f"could not read {self.topic} to offset {until} in {CATCH_UP_TIMEOUT_S:.0f} s"
+                )
+            for records in self._consumer.poll(timeout_ms=500).values():
+                found.extend((r.value, r.timestamp / 1000) for r in records)
+        return found
+
+    def close(self) -> None:
+        self._producer.close(timeout=10)
+        self._consumer.close()
+
+
+class GroupMember:
+    """A :class:`TrainerCore` as one worker of a group (see the module's docstring)."""
+
+    def __init__(self, core: TrainerCore, settings: Settings) -> None:
+        self.core = core
+        self.settings = settings
+        self.name = worker_name(settings)
+        self.replica = Replica(core.processor)
+        core.replica = self.replica
+        self.assigned: set[str] = set()
+        self.leader = False
+        self._log: UpdateLog | None = None
+        self._last_publish = time.monotonic()
+        self._unsent: ModelUpdate | None = None
+        self._adopted_events = 0
+        """Events learned by the worker whose checkpoint this one started from."""
+        self._durable_while_unsent: dict[str, int] = {}
+        self._published = 0
+        self._applied = 0
+        self._unreadable = 0
+        self._dropped = 0
+        self._staleness: deque[float] = deque(maxlen=10_000)
+        core.processor.lead(False)
+
+    # ------------------------------------------------------------------------ start
+
+    def restore(self) -> None:
+        """This worker's newest checkpoint, else the newest of another worker's, else none;
+        then the updates topic from the checkpoint's offset to its end."""
+        start = 0
+        if self.core.restore():
+            restored = self.core.restored
+            assert restored is not None
+            assert restored.state is not None
+            start = self._load(restored.state)
+        else:
+            adopted = self._adopt()
+            if adopted is not None:
+                start = adopted
+        self._log = UpdateLog(self.settings.kafka, start)
+        applied = self.catch_up()
+        log.info(
+            "worker %s joined the group's model at update %d: %d updates applied, %d events held",
+            self.name,
+            start,
+            applied,
+            self.replica.events_held,
+            extra={"worker": self.name, "updates_applied": applied},
+        )
+
+    def _load(self, state: dict[str, Any]) -> int:
+        group = state["extra"].get("group")
+        if group is None:
+            raise GroupError(
+                "the checkpoint restored was written by a trainer that did not scale out: "
+                "start the group from an empty checkpoint directory"
+            )
+        self.replica.load_state_dict(group["replica"])
+        self._adopted_events = int(group.get("adopted_events", 0))
+        offset: int = int(group["updates_offset"])
+        return offset
+
+    def _adopt(self) -> int | None:
+        """Start from the newest readable checkpoint of another worker (read only): a copy
+        of the group's model as that worker held it, continued as a new origin."""
+        mine = self.settings.trainer.checkpoint_path  # this worker's (scale_out_settings)
+        root = mine.parent.parent
+        others = sorted(
+            (
+                candidate
+                for candidate in root.glob(f"*/{mine.name}")
+                if candidate.parent != mine.parent
+            ),
+            key=lambda path: path.stat().st_mtime,
+            reverse=True,
+        )
+        for candidate in others:
+            try:
+                state = load_checkpoint(candidate)
+            except (CheckpointError, OSError) as exc:
+                log.warning("cannot start from %s: %s", candidate, exc)
+                continue
+            restore_processor(self.core.processor, state)
+            offset = self._load(state)
+            # What that worker learned is in the model, but was not learned here.
+            self._adopted_events = self.core.processor.learner.events_learned
+            log.info(
+                "worker %s has no checkpoint: starting from %s's (update %d)",
+                self.name,
+                candidate.parent.name,
+                offset,
+                extra={"worker": self.name, "adopted": str(candidate)},
+            )
+            return offset
+        return None
+
+    # -------------------------------------------------------------------- exchanging
+
+    @property
+    def updates(self) -> UpdateLog:
+        assert self._log is not None, "restore() first"
+        return self._log
+
+    def catch_up(self) -> int:
+        """Apply every update published so far; how many were applied."""
+        return self._apply_all(self.updates.read(until=self.updates.end()))
+
+    def poll(self) -> int:
+        """Apply the updates that have arrived (without waiting)."""
+        return self._apply_all(self.updates.read(until=None))
+
+    def _apply_all(self, records: Iterable[tuple[bytes, float]]) -> int:
+        applied = 0
+        now = time.time()
+        for data, published_at in records:
+            try:
+                update = ModelUpdate.from_bytes(data)
+            except ValueError as exc:
+                # Only workers write here; bytes that are not an update are someone else's
+                # mistake, and no worker's learning is in them.
+                self._unreadable += 1
+                log.error("skipped an unreadable message of the updates topic: %s", exc)
+                continue
+            if self.replica.apply(update):
+                applied += 1
+                self._staleness.append(max(0.0, now - published_at))
+        self._applied += applied
+        return applied
+
+    def exchange_due(self) -> bool:
+        trainer = self.settings.trainer
+        pending = self.replica.pending
+        return pending >= trainer.exchange_every_events or (
+            pending > 0 and time.monotonic() - self._last_publish >= trainer.exchange_every_s
+        )
+
+    def publish(self) -> None:
+        """Publish what was learned since the last update (if anything), and wait until the
+        brokers hold it. An update that could not be sent is sent again first next time (a
+        copy that reached the brokers after all is applied once: updates carry their
+        sender's sequence)."""
+        self._last_publish = time.monotonic()
+        if self._unsent is None:
+            if self.replica.pending == 0 and not self.replica.has_new_positions:
+                return
+            self._durable_while_unsent = dict(self.replica.positions)
+            self._unsent = self.replica.take()
+        update = self._unsent
+        self.updates.publish(update.to_bytes(), update.origin)
+        self._unsent = None
+        self._published += 1
+
+    def checkpoint(self) -> None:
+        """An update, then a checkpoint holding the replica and the updates topic's offset."""
+        self.publish()
+        self.core.save_checkpoint(
+            {
+                "group": {
+                    "replica": self.replica.state_dict(),
+                    "updates_offset": self.updates.position,
+                    "adopted_events": self._adopted_events,
+                }
+            }
+        )
+
+    # -------------------------------------------------------------------- rebalances
+
+    def assign(self, sources: Iterable[str]) -> None:
+        """Partitions given to this worker: read the group's updates to the end first."""
+        added = set(sources) - self.assigned
+        self.assigned |= added
+        self.catch_up()
+        self._lead(f"{self.settings.kafka.topic}/0" in self.assigned)
+        log.info(
+            "worker %s learns %s (positions %s)",
+            self.name,
+            sorted(self.assigned),
+            {source: self.replica.position(source) for source in sorted(self.assigned)},
+            extra={"worker": self.name, "assigned": sorted(self.assigned)},
+        )
+
+    def revoke(self, sources: Iterable[str]) -> None:
+        """Partitions taken from this worker: publish what it learned of them now."""
+        self.publish()
+        self.assigned -= set(sources)
+        self._lead(f"{self.settings.kafka.topic}/0" in self.assigned)
+
+    def _lead(self, leader: bool) -> None:
+        if leader and not self.leader:
+            log.info("worker %s publishes the model and the group's metrics", self.name)
+        self.leader = leader
+        self.core.processor.lead(leader)
+
+    def owned(self, source: str) -> bool:
+        return source in self.assigned
+
+    def dropped(self, count: int) -> None:
+        self._dropped += count
+
+    # ------------------------------------------------------------------------ status
+
+    def status(self) -> GroupStatus:
+        staleness = list(self._staleness)
+        self._staleness.clear()
+        return GroupStatus(
+            worker=self.name,
+            leader=self.leader,
+            assigned=sorted(self.assigned),
+            events_held=self.replica.events_held,
+            pending_events=self.replica.pending,
+            events_learned_here=self.core.processor.learner.events_learned - self._adopted_events,
+            updates_published=self._published,
+            updates_applied=self._applied,
+            updates_unreadable=self._unreadable,
+            staleness_s=staleness,
+            dropped_messages=self._dropped,
+        )
+
+    def durable(self) -> dict[str, int]:
+        """Positions the updates topic holds: safe to commit (a new owner reads them first)."""
+        if self._unsent is not None:
+            return dict(self._durable_while_unsent)
+        return dict(self.replica.positions)
+
+    def close(self) -> None:
+        if self._log is not None:
+            self._log.close()

@@ -1,0 +1,190 @@
+"""Several trainer workers on one topic against a real broker: users split by partition, one
+model kept through the updates topic, every event learned exactly once when workers join, leave
+or are killed."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+
+from recsys_stream.data import generate_synthetic, load_dataset
+from recsys_stream.settings import KafkaSettings
+from replay.service import ReplayConfig, Replayer
+from scripts.trainer_process import TrainerProcess
+from tests.integration.processes import end_offsets
+
+pytestmark = pytest.mark.integration
+EVENTS = 12_000
+PARTITIONS = 6
+
+
+@pytest.fixture(scope="module")
+def ratings() -> pd.DataFrame:
+    """The first 12k events of MovieLens 100K when RECSYS_DATA_DIR has it, else synthetic."""
+    root = os.environ.get("RECSYS_DATA_DIR")
+    if root and (Path(root) / "ml-100k").is_dir():
+        frame = load_dataset("ml-100k", data_dir=Path(root), allow_download=False).ratings
+    else:
+        frame = generate_synthetic(EVENTS, n_users=300, n_items=500, seed=4).ratings
+    return frame.iloc[:EVENTS].reset_index(drop=True)
+
+
+def _replay(servers: str, topic: str, frame: pd.DataFrame) -> None:
+    # Small envelopes: many messages per partition, so that a kill or a join lands mid-stream.
+    kafka = KafkaSettings(
+        bootstrap_servers=servers, topic=topic, partitions=PARTITIONS, envelope_max_events=20
+    )
+    summary = Replayer(ReplayConfig(kafka=kafka), "test").run(frame)
+    assert summary.acknowledged == len(frame)
+
+
+class Group:
+    """The workers of one app id, sharing a checkpoint folder as a volume would be shared."""
+
+    def __init__(self, servers: str, topic: str, root: Path, started: list[TrainerProcess]):
+        self.servers, self.topic, self.root, self.started = servers, topic, root, started
+        self.workers: dict[str, TrainerProcess] = {}
+
+    def start(self, name: str, **settings: str) -> TrainerProcess:
+        workdir = self.root / name
+        workdir.mkdir(exist_ok=True)
+        defaults = {
+            "RECSYS_TRAINER__SCALE_OUT": "true",
+            "RECSYS_TRAINER__WORKER_NAME": name,
+            "RECSYS_TRAINER__CHECKPOINT_PATH": str(self.root / "checkpoints" / "trainer.ckpt"),
+            "RECSYS_TRAINER__CHECKPOINT_EVERY_EVENTS": "2000",
+            "RECSYS_KAFKA__UPDATES_TOPIC": f"{self.topic}.updates",
+            "RECSYS_KAFKA__PARTITIONS": str(PARTITIONS),
+            "RECSYS_TRAINER__HTTP_PORT": "0",
+            "RECSYS_TRAINER__SINK": "memory",
+            "RECSYS_TRAINER__TAKE_MESSAGES": "4",
+        }
+        worker = TrainerProcess(self.servers, self.topic, workdir, **(defaults | settings))
+        self.started.append(worker)
+        self.workers[name] = worker
+        worker.start()
+        return worker
+
+    def wait_all(
+        self, condition: Callable[[dict[str, Any]], bool], names: list[str]
+    ) -> dict[str, dict[str, Any]]:
+        return {name: self.workers[name].wait_for(condition) for name in names}
+
+    def converged(self, names: list[str]) -> dict[str, dict[str, Any]]:
+        """Wait until each named worker's model holds every event and knows every partition's
+        end: the group learned the whole stream."""
+        ends = end_offsets(self.servers, self.topic)
+
+        def whole(status: dict[str, Any]) -> bool:
+            group = status["group"]
+            return (
+                group is not None
+                and group["events_held"] >= EVENTS
+                and (status["positions"] == ends)
+            )
+
+        return self.wait_all(whole, names)
+
+
+def _assigned(status: dict[str, Any]) -> bool:
+    return status["group"] is not None and len(status["group"]["assigned"]) > 0
+
+
+@pytest.fixture
+def group(kafka_bootstrap_servers: str, tmp_path: Path, trainers: list[TrainerProcess]) -> Group:
+    return Group(kafka_bootstrap_servers, f"ratings-{uuid.uuid4().hex[:8]}", tmp_path, trainers)
+
+
+@pytest.mark.parametrize("workers", [2, 3])
+def test_workers_split_the_partitions_and_learn_every_event_once(
+    group: Group, ratings: pd.DataFrame, workers: int
+) -> None:
+    names = [f"w{index}" for index in range(workers)]
+    for name in names:
+        group.start(name)
+    group.wait_all(_assigned, names)
+    _replay(group.servers, group.topic, ratings)
+    final = group.converged(names)
+
+    assigned = [p for status in final.values() for p in status["group"]["assigned"]]
+    assert sorted(assigned) == sorted(f"{group.topic}/{p}" for p in range(PARTITIONS))
+    # One model: every worker holds each event once; each event was learned by one worker.
+    assert all(status["group"]["events_held"] == EVENTS for status in final.values())
+    assert sum(status["group"]["events_learned_here"] for status in final.values()) == EVENTS
+    assert [status["group"]["leader"] for status in final.values()].count(True) == 1
+    # The group's figures cover the whole stream on every worker.
+    assert all(status["events_evaluated"] == EVENTS for status in final.values())
+
+
+def test_a_worker_killed_mid_stream_hands_its_partitions_over_and_nothing_is_lost_or_repeated(
+    group: Group, ratings: pd.DataFrame
+) -> None:
+    half = len(ratings) // 2
+    names = ["w0", "w1", "w2"]
+    group.start("w0")
+    group.start("w1")
+    # The victim publishes nothing before it dies (no update, no checkpoint after the joins):
+    # everything it learns is lost with it and must be learned again by the others, once.
+    never = str(10**9)
+    victim = group.start(
+        "w2",
+        RECSYS_TRAINER__CHECKPOINT_EVERY_EVENTS=never,
+        RECSYS_TRAINER__CHECKPOINT_EVERY_SECONDS=never,
+        RECSYS_TRAINER__EXCHANGE_EVERY_EVENTS=never,
+        RECSYS_TRAINER__EXCHANGE_EVERY_S=never,
+    )
+    group.wait_all(_assigned, names)
+    _replay(group.servers, group.topic, ratings.iloc[:half])
+    ends = end_offsets(group.servers, group.topic)
+
+    def learned_its_share(status: dict[str, Any]) -> bool:
+        mine = status["group"]["assigned"]
+        return all(status["positions"].get(source) == ends[source] for source in mine)
+
+    before = victim.wait_for(learned_its_share)
+    victim.kill()
+    assert before["events_learned"] > 0
+    assert before["group"]["pending_events"] == before["events_learned"]
+    _replay(group.servers, group.topic, ratings.iloc[half:])
+    final = group.converged(["w0", "w1"])
+    assert all(status["group"]["events_held"] == EVENTS for status in final.values())
+    assert all(status["events_evaluated"] == EVENTS for status in final.values())
+    # What the victim learned was learned again by the survivors, and nothing else twice.
+    assert sum(status["group"]["events_learned_here"] for status in final.values()) == EVENTS
+    # Back under its name with no checkpoint of its own, it starts from the others'.
+    group.start("w2")
+    again = group.converged(["w2"])["w2"]
+    assert again["group"]["events_held"] == EVENTS
+    assert again["events_evaluated"] == EVENTS
+
+
+def test_a_worker_added_mid_stream_takes_partitions_over(
+    group: Group, ratings: pd.DataFrame
+) -> None:
+    half = len(ratings) // 2
+    first = ["w0", "w1"]
+    for name in first:
+        group.start(name)
+    group.wait_all(_assigned, first)
+    _replay(group.servers, group.topic, ratings.iloc[:half])
+    group.workers["w0"].wait_for(lambda s: s["group"]["events_held"] == half)
+    group.start("w2")  # no checkpoint of its own: starts from the group's
+    group.wait_all(_assigned, ["w2"])
+    _replay(group.servers, group.topic, ratings.iloc[half:])
+    final = group.converged(["w0", "w1", "w2"])
+    assert final["w2"]["group"]["events_learned_here"] > 0, "the new worker learned nothing"
+    assert all(status["group"]["events_held"] == EVENTS for status in final.values())
+    assert sum(status["group"]["events_learned_here"] for status in final.values()) == EVENTS
+    # A worker stopped cleanly comes back from its own checkpoint: still one model.
+    code, _ = group.workers["w1"].terminate()
+    assert code == 0
+    group.start("w1")
+    again = group.converged(["w1"])["w1"]
+    assert again["group"]["events_held"] == EVENTS
+    assert again["restored_from"] is not None
