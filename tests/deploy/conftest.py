@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-OVERLAYS = ("dev", "gpu", "prod")
+OVERLAYS = ("dev", "gpu", "prod", "scale-out")
 
 
 def _deploy_tools() -> ModuleType:

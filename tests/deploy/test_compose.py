@@ -182,6 +182,21 @@ def test_the_trainer_can_be_scaled(services: dict[str, dict[str, Any]]) -> None:
         assert "container_name" not in service, name
     for name in ("trainer", "trainer-gpu"):
         assert "ports" not in services[name], name
+        env = _environment(services[name])
+        # `TRAINER_SCALE_OUT=true docker compose up --scale trainer=N`: workers of one model,
+        # off unless asked for (one trainer keeps its retrains and baselines).
+        assert env["RECSYS_TRAINER__SCALE_OUT"] == "${TRAINER_SCALE_OUT:-false}"
+        assert "RECSYS_TRAINER__WORKER_NAME" not in env  # each replica's host name
+        # Every replica mounts the same volume under the checkpoint folder: a new worker
+        # starts from the others' checkpoints.
+        checkpoints = str(PurePosixPath(env["RECSYS_TRAINER__CHECKPOINT_PATH"]).parent)
+        shared = [
+            v
+            for v in services[name]["volumes"]
+            if isinstance(v, str) and _within(checkpoints, [v.split(":")[1]])
+        ]
+        assert shared, name
+        assert not shared[0].startswith(("/", ".")), "a named volume"
 
 
 def test_the_api_is_published_on_its_port(services: dict[str, dict[str, Any]]) -> None:

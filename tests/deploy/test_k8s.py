@@ -254,10 +254,11 @@ def test_state_lives_on_volumes(rendered: dict[str, Objects], overlay: str) -> N
 
 
 @EACH_OVERLAY
-def test_the_trainer_is_one_stateful_replica(rendered: dict[str, Objects], overlay: str) -> None:
+def test_the_trainer_is_stateful(rendered: dict[str, Objects], overlay: str) -> None:
     objects = rendered[overlay]
     trainer = _one(objects, "StatefulSet", "trainer")
-    assert trainer["spec"]["replicas"] == 1
+    scales_out = _settings(objects).get("RECSYS_TRAINER__SCALE_OUT") == "true"
+    assert (trainer["spec"]["replicas"] > 1) == scales_out
     (claim,) = trainer["spec"]["volumeClaimTemplates"]
     (container,) = trainer["spec"]["template"]["spec"]["containers"]
     (mount,) = [m for m in container["volumeMounts"] if m["name"] == claim["metadata"]["name"]]
@@ -269,6 +270,44 @@ def test_the_trainer_is_one_stateful_replica(rendered: dict[str, Objects], overl
         {"name": "http-metrics", "port": port, "targetPort": "http-metrics"}
     ]
     assert container["ports"] == [{"name": "http-metrics", "containerPort": port}]
+
+
+def test_the_scale_out_overlay_runs_workers_that_share_one_model(
+    rendered: dict[str, Objects],
+) -> None:
+    objects = rendered["scale-out"]
+    settings = _settings(objects)
+    assert settings["RECSYS_TRAINER__SCALE_OUT"] == "true"
+    trainer = _one(objects, "StatefulSet", "trainer")
+    # Workers: more than one, no more than the partitions; each its pod's name.
+    assert 1 < trainer["spec"]["replicas"] <= int(settings["RECSYS_KAFKA__PARTITIONS"])
+    assert "RECSYS_TRAINER__WORKER_NAME" not in settings
+    assert trainer["spec"]["podManagementPolicy"] == "Parallel"
+    pod = trainer["spec"]["template"]["spec"]
+    spread = pod["affinity"]["podAntiAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"]
+    assert spread[0]["podAffinityTerm"]["topologyKey"] == "kubernetes.io/hostname"
+    # The checkpoints on one volume that every worker mounts (a new worker starts from it).
+    (container,) = pod["containers"]
+    (volume,) = [v for v in pod["volumes"] if "persistentVolumeClaim" in v]
+    claim = _one(objects, "PersistentVolumeClaim", volume["persistentVolumeClaim"]["claimName"])
+    assert claim["spec"]["accessModes"] == ["ReadWriteMany"]
+    (mount,) = [m for m in container["volumeMounts"] if m["name"] == volume["name"]]
+    checkpoint = PurePosixPath(settings["RECSYS_TRAINER__CHECKPOINT_PATH"])
+    assert checkpoint.is_relative_to(mount["mountPath"])
+    budget = _one(objects, "PodDisruptionBudget", "trainer")
+    assert budget["spec"]["maxUnavailable"] == 1
+    assert budget["spec"]["selector"]["matchLabels"].items() <= (
+        trainer["spec"]["template"]["metadata"]["labels"].items()
+    )
+    (updates,) = [
+        t
+        for t in _find(objects, "KafkaTopic")
+        if t["spec"]["topicName"] == settings["RECSYS_KAFKA__UPDATES_TOPIC"]
+    ]
+    assert updates["spec"]["partitions"] == 1
+    assert int(updates["spec"]["config"]["max.message.bytes"]) >= 64 * 1024 * 1024
+    for overlay in ("dev", "prod", "gpu"):
+        assert "RECSYS_TRAINER__SCALE_OUT" not in _settings(rendered[overlay])
 
 
 @EACH_OVERLAY
@@ -295,7 +334,7 @@ def test_the_api_scales_and_survives_disruptions(
     assert service["spec"]["selector"].items() <= labels.items()
     port = int(_settings(objects)["RECSYS_API__PORT"])
     assert service["spec"]["ports"][0]["port"] == port
-    if overlay in {"prod", "gpu"}:
+    if overlay in {"prod", "gpu", "scale-out"}:
         assert hpa["spec"]["minReplicas"] >= 3
 
 
@@ -385,7 +424,7 @@ def test_dev_runs_a_single_node_kraft_kafka(rendered: dict[str, Objects]) -> Non
     assert any(PurePosixPath(data_dir).is_relative_to(m) for m in mounts)
 
 
-@pytest.mark.parametrize("overlay", ["prod", "gpu"])
+@pytest.mark.parametrize("overlay", ["prod", "gpu", "scale-out"])
 def test_prod_runs_kafka_through_strimzi(rendered: dict[str, Objects], overlay: str) -> None:
     objects = rendered[overlay]
     assert not _find(objects, "StatefulSet", "kafka")
@@ -430,18 +469,19 @@ def test_prod_runs_kafka_through_strimzi(rendered: dict[str, Objects], overlay: 
     assert config["transaction.state.log.replication.factor"] == factor
     assert config["min.insync.replicas"] < factor
     topics = {t["spec"]["topicName"]: t for t in _find(objects, "KafkaTopic")}
-    assert set(topics) == {
-        settings["RECSYS_KAFKA__TOPIC"],
-        settings["RECSYS_KAFKA__DEAD_LETTER_TOPIC"],
-    }
-    for topic in topics.values():
+    stream = {settings["RECSYS_KAFKA__TOPIC"], settings["RECSYS_KAFKA__DEAD_LETTER_TOPIC"]}
+    scales_out = settings.get("RECSYS_TRAINER__SCALE_OUT") == "true"
+    updates = {settings["RECSYS_KAFKA__UPDATES_TOPIC"]} if scales_out else set()
+    assert set(topics) == stream | updates
+    for name, topic in topics.items():
         assert topic["apiVersion"] == "kafka.strimzi.io/v1beta2"
         assert topic["metadata"]["labels"]["strimzi.io/cluster"] == cluster
-        assert topic["spec"]["partitions"] == int(settings["RECSYS_KAFKA__PARTITIONS"])
+        if name in stream:
+            assert topic["spec"]["partitions"] == int(settings["RECSYS_KAFKA__PARTITIONS"])
         assert topic["spec"]["replicas"] == factor
 
 
-@pytest.mark.parametrize("overlay", ["prod", "gpu"])
+@pytest.mark.parametrize("overlay", ["prod", "gpu", "scale-out"])
 def test_prod_is_scraped_through_service_monitors(
     rendered: dict[str, Objects], overlay: str
 ) -> None:
