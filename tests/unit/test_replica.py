@@ -156,3 +156,45 @@ def test_an_unreadable_update_is_refused(cut: int) -> None:
     data = replica.take().to_bytes()
     with pytest.raises(ValueError, match="update"):
         ModelUpdate.from_bytes(data[:-cut])
+
+
+def test_every_replica_reports_the_whole_streams_prequential_figures() -> None:
+    stream = records()
+    one, two = worker(), worker()
+    for source in SOURCES[:2]:
+        learn_in_chunks(one, source, stream[source], len(stream[source]))
+    for source in SOURCES[2:]:
+        learn_in_chunks(two, source, stream[source], len(stream[source]))
+    own = {
+        name: replica.processor.evaluator.ranking_log("learner").ranks.copy()
+        for name, replica in (("one", one), ("two", two))
+    }
+    exchange(one, two)
+    total = sum(len(events) for events in stream.values())
+    for replica in (one, two):
+        report = replica.processor.evaluator.report()
+        assert report.events == total
+        ranks = replica.processor.evaluator.ranking_log("learner").ranks
+        # Each worker's ranks once: its own, then the other's (none sent back).
+        assert sorted(ranks.tolist()) == sorted(np.concatenate(list(own.values())).tolist())
+        rating = report.models["learner"].rating
+        assert rating is not None
+        confusion = rating.confusion
+        assert confusion.tp + confusion.fp + confusion.fn + confusion.tn == total
+    # An update with nothing new evaluated adds nothing.
+    exchange(one, two)
+    assert one.processor.evaluator.events_seen == total
+
+
+def test_evaluated_rows_survive_the_binary_form() -> None:
+    stream = records(200)
+    one = worker()
+    learn_in_chunks(one, "p0", stream["p0"], len(stream["p0"]))
+    update = one.take()
+    again = ModelUpdate.from_bytes(update.to_bytes())
+    assert again.evaluation.events == update.evaluation.events == len(stream["p0"])
+    assert again.evaluation.ranks["learner"].tolist() == update.evaluation.ranks["learner"].tolist()
+    np.testing.assert_array_equal(again.evaluation.ranked_at, update.evaluation.ranked_at)
+    np.testing.assert_array_equal(
+        again.evaluation.predicted["learner"], update.evaluation.predicted["learner"]
+    )

@@ -1,0 +1,128 @@
+"""A trainer worker of a group, without Kafka: the settings it runs with, the messages it
+learns (only its partitions'), the update it keeps when publishing fails, its metrics. The
+exchange through a real broker is tested in tests/integration/test_scaleout.py."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from recsys_stream.events import RatingEvent, encode
+from recsys_stream.settings import Settings
+from recsys_stream.stream import ModelUpdate
+from services.trainer.group import GroupMember, scale_out_settings
+from services.trainer.learner_process import _handle_owned
+from services.trainer.telemetry import TrainerTelemetry
+from services.trainer.worker import Message, TrainerCore
+
+
+def _settings(tmp_path: Path) -> Settings:
+    return Settings(
+        trainer={  # type: ignore[arg-type]
+            "checkpoint_path": tmp_path / "trainer.ckpt",
+            "sink": "memory",
+            "scale_out": True,
+            "worker_name": "w1",
+            "exchange_every_events": 3,
+        },
+        learner={"device": "cpu"},  # type: ignore[arg-type]
+    )
+
+
+class _FailingLog:
+    """Stands for the updates topic while the brokers refuse writes, then accept them."""
+
+    def __init__(self) -> None:
+        self.failing = True
+        self.sent: list[ModelUpdate] = []
+
+    def publish(self, data: bytes, key: str) -> int:
+        if self.failing:
+            raise TimeoutError("no broker answered")
+        self.sent.append(ModelUpdate.from_bytes(data))
+        return len(self.sent) - 1
+
+
+@pytest.fixture
+def member(tmp_path: Path) -> GroupMember:
+    settings = scale_out_settings(_settings(tmp_path))
+    return GroupMember(TrainerCore(settings), settings)
+
+
+def _message(partition: int, offset: int, user: int) -> Message:
+    return Message(
+        "ratings", partition, offset, encode(RatingEvent(user, 10 + offset, 4.0, offset))
+    )
+
+
+def test_a_worker_runs_without_retrains_or_baselines_and_checkpoints_in_its_own_folder(
+    tmp_path: Path,
+) -> None:
+    settings = scale_out_settings(_settings(tmp_path))
+    assert settings.learner.retrain.every_events is None
+    assert settings.learner.retrain.every_seconds is None
+    assert settings.stream.baselines is False
+    assert settings.trainer.checkpoint_path == tmp_path / "workers" / "w1" / "trainer.ckpt"
+
+
+def test_a_worker_learns_only_the_messages_of_its_partitions(member: GroupMember) -> None:
+    member.assigned = {"ratings/0"}
+    messages = [_message(0, 0, 1), _message(1, 0, 2), _message(0, 1, 1)]
+    handled = _handle_owned(member.core, member, messages)
+    assert handled.learned_per_message == [1, 0, 1]
+    assert member.status().dropped_messages == 1
+    # The other partition's message is its owner's: its position here has not moved.
+    assert member.replica.position("ratings/1") == 0
+    assert member.replica.position("ratings/0") == 2
+
+
+def test_an_update_that_could_not_be_sent_is_sent_first_next_time(member: GroupMember) -> None:
+    member.assigned = {"ratings/0"}
+    log = _FailingLog()
+    member._log = log  # type: ignore[assignment]
+    _handle_owned(member.core, member, [_message(0, offset, 1) for offset in range(3)])
+    assert member.exchange_due()
+    with pytest.raises(TimeoutError):
+        member.publish()
+    # Nothing it learned may be committed while the update is not on the brokers.
+    assert member.durable() == {}
+    _handle_owned(member.core, member, [_message(0, 3, 1)])
+    log.failing = False
+    member.publish()
+    member.publish()
+    assert [update.sequence for update in log.sent] == [1, 2]
+    assert [update.events for update in log.sent] == [3, 1]
+    assert member.durable() == {"ratings/0": 4}
+
+
+def test_only_the_worker_with_partition_0_publishes_the_model(member: GroupMember) -> None:
+    assert member.core.processor.publishes_model is False
+    member._log = _FailingLog()  # type: ignore[assignment]
+    member._log.failing = False  # type: ignore[attr-defined]
+    member.catch_up = lambda: 0  # type: ignore[method-assign]
+    member.assign(["ratings/1", "ratings/0"])
+    assert member.leader
+    assert member.core.processor.publishes_model is True
+    member.revoke(["ratings/0"])
+    assert not member.leader
+    assert member.core.processor.publishes_model is False
+
+
+def test_a_workers_metrics_say_its_part_in_the_group(member: GroupMember) -> None:
+    member.assigned = {"ratings/0", "ratings/2"}
+    _handle_owned(member.core, member, [_message(0, 0, 1), _message(2, 0, 3)])
+    telemetry = TrainerTelemetry()
+    status = member.status()
+    telemetry.group(status)
+    telemetry.update(replace(member.core.status(), group=status))
+    families = {
+        family.name: family
+        for family in text_string_to_metric_families(telemetry.exposition().decode())
+    }
+    assert families["recsys_trainer_events_held"].samples[0].value == 2
+    assert families["recsys_trainer_partitions"].samples[0].value == 2
+    assert families["recsys_trainer_leader"].samples[0].value == 0
+    assert "recsys_trainer_update_staleness_seconds" in families
