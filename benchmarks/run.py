@@ -26,6 +26,7 @@ BENCHMARKS = (
     "memory",
     "gpu",
     "scaleout",
+    "workers",
     "streaming",
     "api",
 )

@@ -245,6 +245,11 @@ class StreamProcessor:
             self.sink.publish_metrics(report)
         return report
 
+    @property
+    def metrics_behind(self) -> bool:
+        """Events were evaluated since the metrics were last published."""
+        return self.evaluator.events_seen != self._events_at_last_metrics
+
     def lead(self, publishes: bool) -> None:
         """Set :attr:`publishes_model`; a processor that starts publishing publishes a snapshot
         with its next batch."""

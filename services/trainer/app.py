@@ -81,6 +81,8 @@ class TrainerService:
         self._stopping: asyncio.Future[None] | None = None
         self._failures_seen = 0
         self._freshness: deque[float] = deque(maxlen=10_000)
+        self._staleness: deque[float] = deque(maxlen=10_000)
+        """Of a group's worker: publication to application of the latest updates applied."""
         self._lag: dict[int, int] = {}
         self._created = time.monotonic()
         self._last_tick: float | None = None
@@ -245,6 +247,7 @@ class TrainerService:
         self._status = reply.status
         if reply.status.group is not None:
             self.telemetry.group(reply.status.group)
+            self._staleness.extend(reply.status.group.staleness_s)
         checkpoint = reply.status.checkpoint
         if checkpoint.written > self._checkpoints_seen and checkpoint.seconds is not None:
             self.telemetry.checkpoint_duration.observe(checkpoint.seconds)
@@ -352,7 +355,6 @@ class TrainerService:
             self._status_written = time.monotonic()
 
     def _write_status(self, path: Path, status: CoreStatus) -> None:
-        latencies = np.asarray(self._freshness)
         body = {
             "events_learned": status.events_learned,
             "events_evaluated": status.events_evaluated,
@@ -361,8 +363,8 @@ class TrainerService:
             "model_version": status.model_version,
             "consumer_lag": sum(self._lag.values()) if self._lag else None,
             "retrains_completed": status.retrains_completed,
-            "freshness_p50_s": float(np.percentile(latencies, 50)) if len(latencies) else None,
-            "freshness_p99_s": float(np.percentile(latencies, 99)) if len(latencies) else None,
+            "freshness_p50_s": _percentile(self._freshness, 50),
+            "freshness_p99_s": _percentile(self._freshness, 99),
             "last_learned_at": status.last_learned_at,
             "updated_at": time.time(),
             "started_at": status.started_at,
@@ -378,6 +380,14 @@ class TrainerService:
             "restored_from": status.restored_from,
             "quarantined": status.quarantined,
             "group": None if status.group is None else _group_body(status.group),
+            "update_staleness_p50_s": _percentile(self._staleness, 50),
+            "update_staleness_p99_s": _percentile(self._staleness, 99),
+            "report_events": None if status.live is None else status.live.events,
+            "hit_rates": (
+                {}
+                if status.live is None
+                else {model: figures.overall.hr for model, figures in status.live.models.items()}
+            ),
         }
         atomic_write(path, orjson.dumps(body), durable=False)
 
@@ -499,6 +509,10 @@ class QuietMonitor(faust.Monitor):
 
     def on_message_out(self, *args: Any, **kwargs: Any) -> None:
         return None
+
+
+def _percentile(values: deque[float], q: float) -> float | None:
+    return float(np.percentile(np.asarray(values), q)) if values else None
 
 
 def _group_body(group: GroupStatus) -> dict[str, Any]:

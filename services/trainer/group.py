@@ -32,7 +32,7 @@ import logging
 import socket
 import time
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, Final
 
@@ -42,7 +42,7 @@ from recsys_stream.settings import KafkaSettings, Settings
 from recsys_stream.stream import CheckpointError, ModelUpdate, Replica, load_checkpoint
 from recsys_stream.stream.checkpoint import restore_processor
 from services.kafka_security import kafka_python_options
-from services.trainer.worker import GroupStatus, TrainerCore
+from services.trainer.worker import GroupStatus, Handled, Message, TrainerCore
 
 log = logging.getLogger(__name__)
 
@@ -186,6 +186,8 @@ class GroupMember:
         self._applied = 0
         self._unreadable = 0
         self._dropped = 0
+        self._per_message = 1.0
+        """Events per message lately (envelopes hold many): the size of a chunk to learn."""
         self._staleness: deque[float] = deque(maxlen=10_000)
         core.processor.lead(False)
 
@@ -358,11 +360,31 @@ class GroupMember:
         self.leader = leader
         self.core.processor.lead(leader)
 
-    def owned(self, source: str) -> bool:
-        return source in self.assigned
+    # ----------------------------------------------------------------------- learning
 
-    def dropped(self, count: int) -> None:
-        self._dropped += count
+    def handle(self, messages: list[Message], between: Callable[[], None]) -> Handled:
+        """Learn the messages of this worker's partitions (those of a partition taken from it
+        are its new owner's to learn), in chunks of about ``exchange_every_events`` events
+        with ``between`` (the exchange) after each: however many messages queued up, no update
+        waits for more than one chunk, and each holds the positions of what it learned."""
+        owned = [message.source in self.assigned for message in messages]
+        mine = [message for message, kept in zip(messages, owned, strict=True) if kept]
+        self._dropped += len(messages) - len(mine)
+        learned, letters, per_message = 0, [], []
+        at = 0
+        while at < len(mine):
+            size = max(1, round(self.settings.trainer.exchange_every_events / self._per_message))
+            chunk = mine[at : at + size]
+            handled = self.core.handle(chunk)
+            learned += handled.learned
+            letters.extend(handled.dead_letters)
+            per_message.extend(handled.learned_per_message)
+            if handled.events:
+                self._per_message = max(1.0, handled.events / len(chunk))
+            at += size
+            between()
+        counts = iter(per_message)
+        return Handled(learned, letters, [next(counts) if kept else 0 for kept in owned])
 
     # ------------------------------------------------------------------------ status
 

@@ -290,6 +290,7 @@ def _serve(connection: Connection, settings: Settings) -> None:
             durable = positions()
 
     connection.send((None, reply()))
+    busy = False  # batches came since the last tick
     waiting: list[tuple[str, int, Any]] = []
     while True:
         try:
@@ -310,15 +311,23 @@ def _serve(connection: Connection, settings: Settings) -> None:
                 takes.append((following[1], following[2]))
             messages = [message for _, (batch, _) in takes for message in batch]
             core.processor.consumer_lag = takes[-1][1][1]
-            exchange()
-            handled = _handle_owned(core, member, messages)
-            exchange()
+            if member is None:
+                handled = core.handle(messages)
+            else:
+                exchange()
+                handled = member.handle(messages, between=exchange)
+            busy = True
             wrote = core.checkpoint_due() and checkpoint()
             for (number, _), part in zip(takes, _split(handled, takes), strict=True):
                 connection.send((number, reply(handled=part, checkpointed=wrote)))
         elif kind == "tick":
             core.processor.swap_in_retrain()  # one that finished while no events came
             exchange()
+            if not busy and core.processor.metrics_behind:
+                # The stream went quiet: its last figures are published, not those of the
+                # last multiple of metrics_every_events (a group's: with the updates applied).
+                core.processor.publish_metrics()
+            busy = False
             wrote = core.checkpoint_due() and checkpoint()
             connection.send((request, reply(checkpointed=wrote)))
         elif kind in ("assign", "revoke"):
@@ -344,23 +353,6 @@ def _serve(connection: Connection, settings: Settings) -> None:
             connection.send((request, reply(checkpointed=wrote)))
             connection.close()
             return
-
-
-def _handle_owned(
-    core: TrainerCore, member: GroupMember | None, messages: list[Message]
-) -> Handled:
-    """:meth:`TrainerCore.handle` of the messages of partitions this worker learns (of a
-    group: those taken from it since are its new owner's to learn)."""
-    if member is None:
-        return core.handle(messages)
-    owned = [member.owned(message.source) for message in messages]
-    if all(owned):
-        return core.handle(messages)
-    member.dropped(len(owned) - sum(owned))
-    handled = core.handle([m for m, mine in zip(messages, owned, strict=True) if mine])
-    learned = iter(handled.learned_per_message)
-    per_message = [next(learned) if mine else 0 for mine in owned]
-    return Handled(handled.learned, handled.dead_letters, per_message)
 
 
 def _split(handled: Handled, takes: list[tuple[int, tuple[list[Message], Any]]]) -> list[Handled]:

@@ -14,7 +14,6 @@ from recsys_stream.events import RatingEvent, encode
 from recsys_stream.settings import Settings
 from recsys_stream.stream import ModelUpdate
 from services.trainer.group import GroupMember, scale_out_settings
-from services.trainer.learner_process import _handle_owned
 from services.trainer.telemetry import TrainerTelemetry
 from services.trainer.worker import Message, TrainerCore
 
@@ -27,6 +26,7 @@ def _settings(tmp_path: Path) -> Settings:
             "scale_out": True,
             "worker_name": "w1",
             "exchange_every_events": 3,
+            "exchange_every_s": 3600,
         },
         learner={"device": "cpu"},  # type: ignore[arg-type]
     )
@@ -58,6 +58,10 @@ def _message(partition: int, offset: int, user: int) -> Message:
     )
 
 
+def _nothing() -> None:
+    return None
+
+
 def test_a_worker_runs_without_retrains_or_baselines_and_checkpoints_in_its_own_folder(
     tmp_path: Path,
 ) -> None:
@@ -71,7 +75,7 @@ def test_a_worker_runs_without_retrains_or_baselines_and_checkpoints_in_its_own_
 def test_a_worker_learns_only_the_messages_of_its_partitions(member: GroupMember) -> None:
     member.assigned = {"ratings/0"}
     messages = [_message(0, 0, 1), _message(1, 0, 2), _message(0, 1, 1)]
-    handled = _handle_owned(member.core, member, messages)
+    handled = member.handle(messages, between=_nothing)
     assert handled.learned_per_message == [1, 0, 1]
     assert member.status().dropped_messages == 1
     # The other partition's message is its owner's: its position here has not moved.
@@ -79,17 +83,42 @@ def test_a_worker_learns_only_the_messages_of_its_partitions(member: GroupMember
     assert member.replica.position("ratings/0") == 2
 
 
+def test_a_long_take_is_learned_in_chunks_with_an_exchange_after_each(
+    member: GroupMember,
+) -> None:
+    member.assigned = {"ratings/0"}
+    log = _FailingLog()
+    log.failing = False
+    member._log = log  # type: ignore[assignment]
+
+    def exchange() -> None:
+        if member.exchange_due():
+            member.publish()
+
+    handled = member.handle([_message(0, offset, 1) for offset in range(10)], between=exchange)
+    assert handled.learned == 10
+    # exchange_every_events = 3: no update waits for the whole take, and each one holds the
+    # positions of exactly what it learned.
+    assert [update.events for update in log.sent] == [3, 3, 3]
+    assert [update.positions for update in log.sent] == [
+        {"ratings/0": 3},
+        {"ratings/0": 6},
+        {"ratings/0": 9},
+    ]
+    assert member.replica.pending == 1
+
+
 def test_an_update_that_could_not_be_sent_is_sent_first_next_time(member: GroupMember) -> None:
     member.assigned = {"ratings/0"}
     log = _FailingLog()
     member._log = log  # type: ignore[assignment]
-    _handle_owned(member.core, member, [_message(0, offset, 1) for offset in range(3)])
+    member.handle([_message(0, offset, 1) for offset in range(3)], between=_nothing)
     assert member.exchange_due()
     with pytest.raises(TimeoutError):
         member.publish()
     # Nothing it learned may be committed while the update is not on the brokers.
     assert member.durable() == {}
-    _handle_owned(member.core, member, [_message(0, 3, 1)])
+    member.handle([_message(0, 3, 1)], between=_nothing)
     log.failing = False
     member.publish()
     member.publish()
@@ -115,7 +144,7 @@ def test_only_the_worker_with_partition_0_publishes_the_model(member: GroupMembe
 
 def test_a_workers_metrics_say_its_part_in_the_group(member: GroupMember) -> None:
     member.assigned = {"ratings/0", "ratings/2"}
-    _handle_owned(member.core, member, [_message(0, 0, 1), _message(2, 0, 3)])
+    member.handle([_message(0, 0, 1), _message(2, 0, 3)], between=_nothing)
     telemetry = TrainerTelemetry()
     status = member.status()
     telemetry.group(status)
