@@ -90,6 +90,11 @@ def worker_checkpoint(settings: Settings, name: str) -> Path:
     return path.parent / "workers" / name / path.name
 
 
+def _entry(record: Any) -> tuple[str, bytes, float]:
+    key = record.key.decode(errors="replace") if record.key else ""
+    return key, record.value, record.timestamp / 1000
+
+
 class UpdateLog:
     """The updates topic, read from a given offset and written with acknowledgement."""
 
@@ -142,13 +147,13 @@ class UpdateLog:
         offset: int = metadata.offset
         return offset
 
-    def read(self, until: int | None) -> list[tuple[bytes, float]]:
-        """The updates from :attr:`position` on, with their publication time: to ``until``
-        (waiting for them), or (None) what a fetch brings now."""
-        found: list[tuple[bytes, float]] = []
+    def read(self, until: int | None) -> list[tuple[str, bytes, float]]:
+        """The updates from :attr:`position` on, with their sender (the record's key) and
+        publication time: to ``until`` (waiting for them), or (None) what a fetch brings now."""
+        found: list[tuple[str, bytes, float]] = []
         if until is None:
             for records in self._consumer.poll(timeout_ms=0).values():
-                found.extend((r.value, r.timestamp / 1000) for r in records)
+                found.extend(_entry(r) for r in records)
             return found
         deadline = time.monotonic() + CATCH_UP_TIMEOUT_S
         while self.position < until:
@@ -157,7 +162,7 @@ class UpdateLog:
                     f"could not read {self.topic} to offset {until} in {CATCH_UP_TIMEOUT_S:.0f} s"
                 )
             for records in self._consumer.poll(timeout_ms=500).values():
-                found.extend((r.value, r.timestamp / 1000) for r in records)
+                found.extend(_entry(r) for r in records)
         return found
 
     def close(self) -> None:
@@ -278,10 +283,12 @@ class GroupMember:
         """Apply the updates that have arrived (without waiting)."""
         return self._apply_all(self.updates.read(until=None))
 
-    def _apply_all(self, records: Iterable[tuple[bytes, float]]) -> int:
+    def _apply_all(self, records: Iterable[tuple[str, bytes, float]]) -> int:
         applied = 0
         now = time.time()
-        for data, published_at in records:
+        for sender, data, published_at in records:
+            if sender == self.replica.origin:
+                continue  # this worker's own, read back: nothing to parse
             try:
                 update = ModelUpdate.from_bytes(data)
             except ValueError as exc:
