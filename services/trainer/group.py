@@ -304,9 +304,11 @@ class GroupMember:
         return applied
 
     def exchange_due(self) -> bool:
+        """``exchange_every_events`` learned since the last update (to within half a
+        message: envelopes hold many events), or ``exchange_every_s`` with anything."""
         trainer = self.settings.trainer
         pending = self.replica.pending
-        return pending >= trainer.exchange_every_events or (
+        return pending >= trainer.exchange_every_events - self._per_message / 2 or (
             pending > 0 and time.monotonic() - self._last_publish >= trainer.exchange_every_s
         )
 
@@ -380,7 +382,8 @@ class GroupMember:
         learned, letters, per_message = 0, [], []
         at = 0
         while at < len(mine):
-            size = max(1, round(self.settings.trainer.exchange_every_events / self._per_message))
+            budget = self.settings.trainer.exchange_every_events - self.replica.pending
+            size = max(1, round(budget / self._per_message))
             chunk = mine[at : at + size]
             handled = self.core.handle(chunk)
             learned += handled.learned
