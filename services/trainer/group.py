@@ -90,6 +90,14 @@ def worker_checkpoint(settings: Settings, name: str) -> Path:
     return path.parent / "workers" / name / path.name
 
 
+def _modified(path: Path) -> float | None:
+    """When ``path`` was last written (None: it vanished, a writer replacing it)."""
+    try:
+        return path.stat().st_mtime
+    except OSError:
+        return None
+
+
 def _entry(record: Any) -> tuple[str, bytes, float]:
     key = record.key.decode(errors="replace") if record.key else ""
     return key, record.value, record.timestamp / 1000
@@ -199,19 +207,26 @@ class GroupMember:
     # ------------------------------------------------------------------------ start
 
     def restore(self) -> None:
-        """This worker's newest checkpoint, else the newest of another worker's, else none;
-        then the updates topic from the checkpoint's offset to its end."""
-        start = 0
+        """This worker's newest checkpoint, else (none, or one older than what the updates
+        topic still holds) the newest of another worker's, else none; then the updates topic
+        from the checkpoint's offset to its end."""
+        kafka = self.settings.kafka
         if self.core.restore():
             restored = self.core.restored
             assert restored is not None
             assert restored.state is not None
             start = self._load(restored.state)
+            try:
+                self._log = UpdateLog(kafka, start)
+            except GroupError as exc:
+                log.warning("%s; trying the other workers' checkpoints", exc)
+                adopted = self._adopt()
+                if adopted is None:
+                    raise
+                self._log = UpdateLog(kafka, adopted)
         else:
-            adopted = self._adopt()
-            if adopted is not None:
-                start = adopted
-        self._log = UpdateLog(self.settings.kafka, start)
+            self._log = UpdateLog(kafka, self._adopt() or 0)
+        start = self._log.position
         applied = self.catch_up()
         log.info(
             "worker %s joined the group's model at update %d: %d updates applied, %d events held",
@@ -241,14 +256,14 @@ class GroupMember:
         root = mine.parent.parent
         others = sorted(
             (
-                candidate
+                (modified, candidate)
                 for candidate in root.glob(f"*/{mine.name}")
                 if candidate.parent != mine.parent
+                and (modified := _modified(candidate)) is not None
             ),
-            key=lambda path: path.stat().st_mtime,
             reverse=True,
         )
-        for candidate in others:
+        for _, candidate in others:
             try:
                 state = load_checkpoint(candidate)
             except (CheckpointError, OSError) as exc:

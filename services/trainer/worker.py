@@ -233,9 +233,8 @@ class TrainerCore:
             key = message.source
             self.positions[key] = max(self.positions.get(key, 0), message.offset + 1)
         if self.replica is not None:
-            self.replica.record(
-                result.user_ids, {m.source: self.positions[m.source] for m in chosen}
-            )
+            # The batch's own ends (messages come in each partition's order).
+            self.replica.record(result.user_ids, {m.source: m.offset + 1 for m in chosen})
         self.learned_since_checkpoint += result.learned
         self.dead_letters_by_code.update(letter.code for letter in result.dead_letters)
         if result.learned:
