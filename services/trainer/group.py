@@ -148,12 +148,9 @@ class UpdateLog:
         end: int = self._consumer.end_offsets([self._partition])[self._partition]
         return end
 
-    def publish(self, data: bytes, key: str) -> int:
-        """Write one update and wait until the brokers hold it; its offset."""
-        sent = self._producer.send(self.topic, value=data, key=key.encode())
-        metadata = sent.get(timeout=SEND_TIMEOUT_S)
-        offset: int = metadata.offset
-        return offset
+    def send(self, data: bytes, key: str) -> Any:
+        """Start writing one update; the future's ``get`` waits until the brokers hold it."""
+        return self._producer.send(self.topic, value=data, key=key.encode())
 
     def read(self, until: int | None) -> list[tuple[str, bytes, float]]:
         """The updates from :attr:`position` on, with their sender (the record's key) and
@@ -194,7 +191,9 @@ class GroupMember:
         self._unsent: ModelUpdate | None = None
         self._adopted_events = 0
         """Events learned by the worker whose checkpoint this one started from."""
-        self._durable_while_unsent: dict[str, int] = {}
+        self._sending: tuple[ModelUpdate, Any] | None = None
+        self._acknowledged: dict[str, int] = {}
+        """Per partition, the position the brokers hold (the group's, as far as known)."""
         self._published = 0
         self._applied = 0
         self._unreadable = 0
@@ -227,6 +226,8 @@ class GroupMember:
         else:
             self._log = UpdateLog(kafka, self._adopt() or 0)
         start = self._log.position
+        # What the checkpoint holds was on the brokers before it was written.
+        self._acknowledged = dict(self.replica.positions)
         applied = self.catch_up()
         log.info(
             "worker %s joined the group's model at update %d: %d updates applied, %d events held",
@@ -295,7 +296,9 @@ class GroupMember:
         return self._apply_all(self.updates.read(until=self.updates.end()))
 
     def poll(self) -> int:
-        """Apply the updates that have arrived (without waiting)."""
+        """Apply the updates that have arrived, and take in the acknowledgement of this
+        worker's own if it came (without waiting)."""
+        self._settle(only_if_done=True)
         return self._apply_all(self.updates.read(until=None))
 
     def _apply_all(self, records: Iterable[tuple[str, bytes, float]]) -> int:
@@ -315,6 +318,8 @@ class GroupMember:
             if self.replica.apply(update):
                 applied += 1
                 self._staleness.append(max(0.0, now - published_at))
+                for source, offset in update.positions.items():
+                    self._acknowledged[source] = max(self._acknowledged.get(source, 0), offset)
         self._applied += applied
         return applied
 
@@ -327,25 +332,44 @@ class GroupMember:
             pending > 0 and time.monotonic() - self._last_publish >= trainer.exchange_every_s
         )
 
-    def publish(self) -> None:
-        """Publish what was learned since the last update (if anything), and wait until the
-        brokers hold it. An update that could not be sent is sent again first next time (a
-        copy that reached the brokers after all is applied once: updates carry their
-        sender's sequence)."""
+    def publish(self, *, wait: bool = False) -> None:
+        """Publish what was learned since the last update (if anything); with ``wait``, until
+        the brokers hold it. One update is in flight at a time: the previous one is settled
+        first (its acknowledgement has normally come while this worker learned). An update
+        that could not be sent is sent again first next time (a copy that reached the
+        brokers after all is applied once: updates carry their sender's sequence)."""
+        self._settle()
         self._last_publish = time.monotonic()
         if self._unsent is None:
             if self.replica.pending == 0 and not self.replica.has_new_positions:
                 return
-            self._durable_while_unsent = dict(self.replica.positions)
             self._unsent = self.replica.take()
         update = self._unsent
-        self.updates.publish(update.to_bytes(), update.origin)
+        self._sending = (update, self.updates.send(update.to_bytes(), update.origin))
         self._unsent = None
+        if wait:
+            self._settle()
+
+    def _settle(self, *, only_if_done: bool = False) -> None:
+        """Wait for the update in flight; it becomes unsent again if the brokers refused it."""
+        if self._sending is None:
+            return
+        update, future = self._sending
+        if only_if_done and not future.is_done:
+            return
+        self._sending = None
+        try:
+            future.get(timeout=SEND_TIMEOUT_S)
+        except Exception:
+            self._unsent = update
+            raise
         self._published += 1
+        for source, offset in update.positions.items():
+            self._acknowledged[source] = max(self._acknowledged.get(source, 0), offset)
 
     def checkpoint(self) -> None:
         """An update, then a checkpoint holding the replica and the updates topic's offset."""
-        self.publish()
+        self.publish(wait=True)
         self.core.save_checkpoint(
             {
                 "group": {
@@ -374,7 +398,7 @@ class GroupMember:
 
     def revoke(self, sources: Iterable[str]) -> None:
         """Partitions taken from this worker: publish what it learned of them now."""
-        self.publish()
+        self.publish(wait=True)
         self.assigned -= set(sources)
         self._lead(f"{self.settings.kafka.topic}/0" in self.assigned)
 
@@ -432,9 +456,7 @@ class GroupMember:
 
     def durable(self) -> dict[str, int]:
         """Positions the updates topic holds: safe to commit (a new owner reads them first)."""
-        if self._unsent is not None:
-            return dict(self._durable_while_unsent)
-        return dict(self.replica.positions)
+        return dict(self._acknowledged)
 
     def close(self) -> None:
         if self._log is not None:

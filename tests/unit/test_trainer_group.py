@@ -33,17 +33,28 @@ def _settings(tmp_path: Path) -> Settings:
 
 
 class _FailingLog:
-    """Stands for the updates topic while the brokers refuse writes, then accept them."""
+    """Stands for the updates topic while the brokers refuse writes, then accept them: a send
+    is settled (held, or refused) when its future is waited for."""
 
     def __init__(self) -> None:
         self.failing = True
         self.sent: list[ModelUpdate] = []
 
-    def publish(self, data: bytes, key: str) -> int:
-        if self.failing:
+    def send(self, data: bytes, key: str) -> _Sending:
+        return _Sending(self, data)
+
+
+class _Sending:
+    is_done = True
+
+    def __init__(self, log: _FailingLog, data: bytes) -> None:
+        self.log, self.data = log, data
+
+    def get(self, timeout: float) -> int:
+        if self.log.failing:
             raise TimeoutError("no broker answered")
-        self.sent.append(ModelUpdate.from_bytes(data))
-        return len(self.sent) - 1
+        self.log.sent.append(ModelUpdate.from_bytes(self.data))
+        return len(self.log.sent) - 1
 
 
 @pytest.fixture
@@ -96,16 +107,17 @@ def test_a_long_take_is_learned_in_chunks_with_an_exchange_after_each(
             member.publish()
 
     handled = member.handle([_message(0, offset, 1) for offset in range(10)], between=exchange)
+    member.publish(wait=True)  # the last one in flight, and the tail
     assert handled.learned == 10
     # exchange_every_events = 3: no update waits for the whole take, and each one holds the
     # positions of exactly what it learned.
-    assert [update.events for update in log.sent] == [3, 3, 3]
+    assert [update.events for update in log.sent] == [3, 3, 3, 1]
     assert [update.positions for update in log.sent] == [
         {"ratings/0": 3},
         {"ratings/0": 6},
         {"ratings/0": 9},
+        {"ratings/0": 10},
     ]
-    assert member.replica.pending == 1
 
 
 def test_an_update_that_could_not_be_sent_is_sent_first_next_time(member: GroupMember) -> None:
@@ -114,17 +126,31 @@ def test_an_update_that_could_not_be_sent_is_sent_first_next_time(member: GroupM
     member._log = log  # type: ignore[assignment]
     member.handle([_message(0, offset, 1) for offset in range(3)], between=_nothing)
     assert member.exchange_due()
+    member.publish()  # in flight: settled by the next publish
     with pytest.raises(TimeoutError):
         member.publish()
     # Nothing it learned may be committed while the update is not on the brokers.
     assert member.durable() == {}
     member.handle([_message(0, 3, 1)], between=_nothing)
     log.failing = False
-    member.publish()
-    member.publish()
+    member.publish()  # the refused one, again
+    member.publish(wait=True)  # settles it, then the next one, held once it returns
     assert [update.sequence for update in log.sent] == [1, 2]
     assert [update.events for update in log.sent] == [3, 1]
     assert member.durable() == {"ratings/0": 4}
+
+
+def test_a_checkpoint_waits_for_every_update_to_be_held(member: GroupMember) -> None:
+    member.assigned = {"ratings/0"}
+    log = _FailingLog()
+    log.failing = False
+    member._log = log  # type: ignore[assignment]
+    member.handle([_message(0, offset, 1) for offset in range(2)], between=_nothing)
+    member.publish()
+    assert log.sent == []  # not waited for yet
+    member.publish(wait=True)
+    assert [update.events for update in log.sent] == [2]
+    assert member.durable() == {"ratings/0": 2}
 
 
 def test_only_the_worker_with_partition_0_publishes_the_model(member: GroupMember) -> None:
