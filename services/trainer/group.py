@@ -275,7 +275,7 @@ class GroupMember:
             # What that worker learned is in the model, but was not learned here.
             self._adopted_events = self.core.processor.learner.events_learned
             log.info(
-                "worker %s has no checkpoint: starting from %s's (update %d)",
+                "worker %s starts from the checkpoint of %s (update %d)",
                 self.name,
                 candidate.parent.name,
                 offset,

@@ -12,9 +12,11 @@ from typing import Any
 
 import pandas as pd
 import pytest
+from kafka import KafkaAdminClient, TopicPartition
 
 from recsys_stream.data import generate_synthetic, load_dataset
 from recsys_stream.settings import KafkaSettings
+from recsys_stream.stream import load_checkpoint
 from replay.service import ReplayConfig, Replayer
 from scripts.trainer_process import TrainerProcess
 from tests.integration.processes import end_offsets
@@ -188,3 +190,39 @@ def test_a_worker_added_mid_stream_takes_partitions_over(
     again = group.converged(["w1"])["w1"]
     assert again["group"]["events_held"] == EVENTS
     assert again["restored_from"] is not None
+
+
+def test_a_worker_whose_checkpoint_the_updates_topic_outlived_starts_from_anothers(
+    group: Group, ratings: pd.DataFrame
+) -> None:
+    half = len(ratings) // 2
+    for name in ("w0", "w1"):
+        group.start(name)
+    group.wait_all(_assigned, ["w0", "w1"])
+    _replay(group.servers, group.topic, ratings.iloc[:half])
+    group.workers["w0"].wait_for(lambda s: s["group"]["events_held"] == half)
+    code, _ = group.workers["w0"].terminate()
+    assert code == 0
+    _replay(group.servers, group.topic, ratings.iloc[half:])
+    group.converged(["w1"])
+    code, _ = group.workers["w1"].terminate()
+    assert code == 0
+    # Retention removes every update older than w1's last checkpoint: w0's own checkpoint
+    # needs updates that are gone.
+    checkpoints = group.root / "checkpoints" / "workers"
+    offsets = {
+        name: load_checkpoint(checkpoints / name / "trainer.ckpt")["extra"]["group"][
+            "updates_offset"
+        ]
+        for name in ("w0", "w1")
+    }
+    assert offsets["w0"] < offsets["w1"]
+    admin = KafkaAdminClient(bootstrap_servers=group.servers)
+    try:
+        admin.delete_records({TopicPartition(f"{group.topic}.updates", 0): offsets["w1"]})
+    finally:
+        admin.close()
+    group.start("w0")
+    again = group.converged(["w0"])["w0"]
+    assert again["group"]["events_held"] == EVENTS
+    assert again["events_evaluated"] == EVENTS
