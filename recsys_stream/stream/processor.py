@@ -184,9 +184,7 @@ class StreamProcessor:
             self.learner.poll_retrain()
         if self.learner.version == version:
             return False
-        self.sink.publish_snapshot(self.learner.snapshot())
-        self._snapshot_version = self.learner.version
-        self._events_at_last_snapshot = self.evaluator.events_seen
+        self._publish_snapshot()
         self.publish_metrics()
         return True
 
@@ -210,9 +208,12 @@ class StreamProcessor:
             or self.evaluator.events_seen - self._events_at_last_snapshot
             >= self.snapshot_every_events
         ):
-            self.sink.publish_snapshot(self.learner.snapshot())
-            self._snapshot_version = version
-            self._events_at_last_snapshot = self.evaluator.events_seen
+            self._publish_snapshot()
+
+    def _publish_snapshot(self) -> None:
+        self.sink.publish_snapshot(self.learner.snapshot())
+        self._snapshot_version = self.learner.version
+        self._events_at_last_snapshot = self.evaluator.events_seen
 
     def state_dict(self) -> dict[str, Any]:
         return {
@@ -245,10 +246,14 @@ class StreamProcessor:
             self.sink.publish_metrics(report)
         return report
 
-    @property
-    def metrics_behind(self) -> bool:
-        """Events were evaluated since the metrics were last published."""
-        return self.evaluator.events_seen != self._events_at_last_metrics
+    def publish_when_quiet(self) -> None:
+        """The stream went quiet: publish the figures and the snapshot that its last events
+        left (those of the last multiple of the cadences were published; of a group's worker,
+        with the updates applied since)."""
+        if self.evaluator.events_seen != self._events_at_last_metrics:
+            self.publish_metrics()
+        if self.publishes_model and self.evaluator.events_seen != self._events_at_last_snapshot:
+            self._publish_snapshot()
 
     def lead(self, publishes: bool) -> None:
         """Set :attr:`publishes_model`; a processor that starts publishing publishes a snapshot

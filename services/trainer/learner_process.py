@@ -55,6 +55,9 @@ START_TIMEOUT_S: Final = 600.0
 """Starting the process includes restoring a checkpoint, which can take a while when large."""
 RETRY_MAX_S: Final = 30.0
 """Longest wait between two attempts at a failing checkpoint."""
+QUIET_PUBLISH_S: Final = 5.0
+"""When the stream is quiet, its last figures and snapshot are published at most this often
+(a trickle of events would otherwise publish a whole snapshot at every tick)."""
 
 
 class LearnerDiedError(RuntimeError):
@@ -291,6 +294,7 @@ def _serve(connection: Connection, settings: Settings) -> None:
 
     connection.send((None, reply()))
     busy = False  # batches came since the last tick
+    quiet_published = 0.0
     waiting: list[tuple[str, int, Any]] = []
     while True:
         try:
@@ -323,10 +327,9 @@ def _serve(connection: Connection, settings: Settings) -> None:
         elif kind == "tick":
             core.processor.swap_in_retrain()  # one that finished while no events came
             exchange()
-            if not busy and core.processor.metrics_behind:
-                # The stream went quiet: its last figures are published, not those of the
-                # last multiple of metrics_every_events (a group's: with the updates applied).
-                core.processor.publish_metrics()
+            if not busy and time.monotonic() - quiet_published >= QUIET_PUBLISH_S:
+                core.processor.publish_when_quiet()
+                quiet_published = time.monotonic()
             busy = False
             wrote = core.checkpoint_due() and checkpoint()
             connection.send((request, reply(checkpointed=wrote)))

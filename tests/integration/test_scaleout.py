@@ -4,6 +4,7 @@ or are killed."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import uuid
 from collections.abc import Callable
@@ -15,10 +16,11 @@ import pytest
 from kafka import KafkaAdminClient, TopicPartition
 
 from recsys_stream.data import generate_synthetic, load_dataset
-from recsys_stream.settings import KafkaSettings
+from recsys_stream.settings import KafkaSettings, RedisSettings
 from recsys_stream.stream import load_checkpoint
 from replay.service import ReplayConfig, Replayer
 from scripts.trainer_process import TrainerProcess
+from services.cache.redis_cache import RedisCache
 from tests.integration.processes import end_offsets
 
 pytestmark = pytest.mark.integration
@@ -226,3 +228,31 @@ def test_a_worker_whose_checkpoint_the_updates_topic_outlived_starts_from_anothe
     again = group.converged(["w0"])["w0"]
     assert again["group"]["events_held"] == EVENTS
     assert again["events_evaluated"] == EVENTS
+
+
+def test_the_group_publishes_one_view_to_redis(
+    group: Group, ratings: pd.DataFrame, redis_url: str
+) -> None:
+    names = ["w0", "w1"]
+    for name in names:
+        group.start(name, RECSYS_TRAINER__SINK="redis", REDIS_URL=redis_url)
+    group.wait_all(_assigned, names)
+    _replay(group.servers, group.topic, ratings)
+    final = group.converged(names)
+    # The leader publishes the group's figures once the stream is quiet: the whole stream's.
+    leader = next(name for name, status in final.items() if status["group"]["leader"])
+    group.workers[leader].wait_for(lambda s: s["report_events"] == EVENTS)
+    cache = RedisCache(RedisSettings(url=redis_url, key_prefix=f"{group.topic}:"))
+    figures = cache.metrics()
+    assert figures is not None
+    assert figures.events == EVENTS
+    assert figures.users == ratings["user_id"].nunique()
+    snapshot = cache.snapshot()
+    assert snapshot is not None
+    assert set(snapshot.item_ids.tolist()) == set(ratings["item_id"].unique().tolist())
+
+    # Each worker published the lists of its own users: every user of the stream has one.
+    async def lists() -> list[Any]:
+        return [await cache.top_k(int(user)) for user in ratings["user_id"].unique()]
+
+    assert all(entry is not None for entry in asyncio.run(lists()))
