@@ -50,6 +50,8 @@ log = logging.getLogger(__name__)
 _CHUNK = 8192
 """Events prepared at a time; the producer is flushed and the state saved after each chunk."""
 _SETTLE_EVERY_S = 1.0
+_CLOSE_TIMEOUT_S = 10.0
+"""Longest wait for the producer to close once everything is settled."""
 
 
 class _StopRequestedError(Exception):
@@ -279,7 +281,9 @@ class Replayer:
             next_index = max(next_index, last_sent) if failed is None else failed
             self._save_state(next_index, scan_from)
         finally:
-            producer.close()
+            # Everything was flushed and settled above: closing has nothing left to wait for,
+            # and must not hang a stopping replay on a broker that went away.
+            producer.close(timeout=_CLOSE_TIMEOUT_S)
         summary.seconds = time.monotonic() - started
         summary.next_index = next_index
         summary.messages = outbox.messages

@@ -2,12 +2,27 @@
 
 from __future__ import annotations
 
+import os
 import time
+from pathlib import Path
 from typing import Any
 
+import pandas as pd
 from kafka import KafkaConsumer, TopicPartition
 
+from recsys_stream.data import generate_synthetic, load_dataset
 from recsys_stream.events import RatingEvent, decode_message
+
+
+def first_events(n: int) -> pd.DataFrame:
+    """The first ``n`` events of MovieLens 100K when RECSYS_DATA_DIR has it, else of a
+    synthetic stream (300 users, 500 items)."""
+    root = os.environ.get("RECSYS_DATA_DIR")
+    if root and (Path(root) / "ml-100k").is_dir():
+        frame = load_dataset("ml-100k", data_dir=Path(root), allow_download=False).ratings
+    else:
+        frame = generate_synthetic(n, n_users=300, n_items=500, seed=4).ratings
+    return frame.iloc[:n].reset_index(drop=True)
 
 
 def read_all(servers: str, topic: str) -> list[Any]:

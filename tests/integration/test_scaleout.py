@@ -5,7 +5,6 @@ or are killed."""
 from __future__ import annotations
 
 import asyncio
-import os
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -15,13 +14,12 @@ import pandas as pd
 import pytest
 from kafka import KafkaAdminClient, TopicPartition
 
-from recsys_stream.data import generate_synthetic, load_dataset
 from recsys_stream.settings import KafkaSettings, RedisSettings
 from recsys_stream.stream import load_checkpoint
 from replay.service import ReplayConfig, Replayer
 from scripts.trainer_process import TrainerProcess
 from services.cache.redis_cache import RedisCache
-from tests.integration.processes import end_offsets
+from tests.integration.processes import end_offsets, first_events
 
 pytestmark = pytest.mark.integration
 EVENTS = 12_000
@@ -30,13 +28,7 @@ PARTITIONS = 6
 
 @pytest.fixture(scope="module")
 def ratings() -> pd.DataFrame:
-    """The first 12k events of MovieLens 100K when RECSYS_DATA_DIR has it, else synthetic."""
-    root = os.environ.get("RECSYS_DATA_DIR")
-    if root and (Path(root) / "ml-100k").is_dir():
-        frame = load_dataset("ml-100k", data_dir=Path(root), allow_download=False).ratings
-    else:
-        frame = generate_synthetic(EVENTS, n_users=300, n_items=500, seed=4).ratings
-    return frame.iloc[:EVENTS].reset_index(drop=True)
+    return first_events(EVENTS)
 
 
 def _replay(servers: str, topic: str, frame: pd.DataFrame) -> None:

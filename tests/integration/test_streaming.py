@@ -17,13 +17,12 @@ import pytest
 from kafka import KafkaConsumer, KafkaProducer
 from typer.testing import CliRunner
 
-from recsys_stream.data import generate_synthetic, load_dataset
 from recsys_stream.settings import KafkaSettings
 from replay.service import ReplayConfig, Replayer, ensure_topic
 from scripts.trainer_process import TrainerProcess
 from services.cli import app
 from services.topics import BrokerUnavailableError, partition_of
-from tests.integration.processes import end_offsets, read_all, read_events
+from tests.integration.processes import end_offsets, first_events, read_all, read_events
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
@@ -32,13 +31,7 @@ EVENTS = 20_000
 
 @pytest.fixture(scope="module")
 def ratings() -> pd.DataFrame:
-    """A 20k-event slice of MovieLens 100K when RECSYS_DATA_DIR has it, else a synthetic one."""
-    root = os.environ.get("RECSYS_DATA_DIR")
-    if root and (Path(root) / "ml-100k").is_dir():
-        frame = load_dataset("ml-100k", data_dir=Path(root), allow_download=False).ratings
-    else:
-        frame = generate_synthetic(EVENTS, n_users=300, n_items=500, seed=4).ratings
-    return frame.iloc[:EVENTS].reset_index(drop=True)
+    return first_events(EVENTS)
 
 
 def _topic() -> str:
