@@ -26,6 +26,7 @@ Its ``/metrics``, ``/healthz`` and ``/readyz`` are served by :mod:`services.trai
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import os
 import threading
@@ -516,18 +517,10 @@ def _percentile(values: deque[float], q: float) -> float | None:
 
 
 def _group_body(group: GroupStatus) -> dict[str, Any]:
-    return {
-        "worker": group.worker,
-        "leader": group.leader,
-        "assigned": group.assigned,
-        "events_held": group.events_held,
-        "pending_events": group.pending_events,
-        "events_learned_here": group.events_learned_here,
-        "updates_published": group.updates_published,
-        "updates_applied": group.updates_applied,
-        "updates_unreadable": group.updates_unreadable,
-        "dropped_messages": group.dropped_messages,
-    }
+    """The group's part of the status file (its staleness samples go in as percentiles)."""
+    body = dataclasses.asdict(group)
+    del body["staleness_s"]
+    return body
 
 
 def _positions_of(durable: Mapping[str, int], topic: str) -> dict[int, int]:

@@ -22,7 +22,7 @@ A worker that dies loses only what it learned since its last update: nobody appl
 the partition's next owner learns those events again from the published position.
 
 What is durable is what the updates topic holds: the offsets the trainer commits are the
-positions of published updates, which a new owner always reads before it learns.
+positions of updates the brokers acknowledged, which a new owner always reads before it learns.
 """
 
 from __future__ import annotations
@@ -185,7 +185,6 @@ class GroupMember:
         self.replica = Replica(core.processor)
         core.replica = self.replica
         self.assigned: set[str] = set()
-        self.leader = False
         self._log: UpdateLog | None = None
         self._last_publish = time.monotonic()
         self._unsent: ModelUpdate | None = None
@@ -318,8 +317,7 @@ class GroupMember:
             if self.replica.apply(update):
                 applied += 1
                 self._staleness.append(max(0.0, now - published_at))
-                for source, offset in update.positions.items():
-                    self._acknowledged[source] = max(self._acknowledged.get(source, 0), offset)
+                self._held(update.positions)
         self._applied += applied
         return applied
 
@@ -364,7 +362,11 @@ class GroupMember:
             self._unsent = update
             raise
         self._published += 1
-        for source, offset in update.positions.items():
+        self._held(update.positions)
+
+    def _held(self, positions: dict[str, int]) -> None:
+        """The brokers hold an update with these positions."""
+        for source, offset in positions.items():
             self._acknowledged[source] = max(self._acknowledged.get(source, 0), offset)
 
     def checkpoint(self) -> None:
@@ -384,8 +386,7 @@ class GroupMember:
 
     def assign(self, sources: Iterable[str]) -> None:
         """Partitions given to this worker: read the group's updates to the end first."""
-        added = set(sources) - self.assigned
-        self.assigned |= added
+        self.assigned |= set(sources)
         self.catch_up()
         self._lead(f"{self.settings.kafka.topic}/0" in self.assigned)
         log.info(
@@ -402,10 +403,14 @@ class GroupMember:
         self.assigned -= set(sources)
         self._lead(f"{self.settings.kafka.topic}/0" in self.assigned)
 
+    @property
+    def leader(self) -> bool:
+        """This worker publishes the model snapshot and the group's metrics."""
+        return self.core.processor.publishes_model
+
     def _lead(self, leader: bool) -> None:
         if leader and not self.leader:
             log.info("worker %s publishes the model and the group's metrics", self.name)
-        self.leader = leader
         self.core.processor.lead(leader)
 
     # ----------------------------------------------------------------------- learning
