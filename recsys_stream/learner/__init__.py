@@ -1,7 +1,7 @@
 """The online learner: the contextual NeuMF learned from every micro-batch, its log-derived
 features, a replay reservoir against forgetting, background full retrains, item state shared
-between trainer workers, users handed over when their partition moves, and the same model
-trained in batch for the offline protocols.
+between trainer workers, refits a group of workers adopts, users handed over when their
+partition moves, and the same model trained in batch for the offline protocols.
 
 >>> from recsys_stream.events import EventBatch
 >>> from recsys_stream.settings import LearnerConfig, ModelConfig
@@ -16,6 +16,7 @@ from recsys_stream.learner.features import StreamFeatures
 from recsys_stream.learner.handover import UserStates, export_users, import_users
 from recsys_stream.learner.offline import OfflineLearner
 from recsys_stream.learner.online import OnlineLearner
+from recsys_stream.learner.refit import ModelBase, adopt_base, relearn_since
 from recsys_stream.learner.replay_buffer import ReplayBuffer
 from recsys_stream.learner.retrain import BackgroundRetrain
 from recsys_stream.learner.sharing import ItemDelta, ItemSharing, RetrainNotShareableError
@@ -26,6 +27,7 @@ __all__ = [
     "BackgroundRetrain",
     "ItemDelta",
     "ItemSharing",
+    "ModelBase",
     "OfflineLearner",
     "OnlineLearner",
     "RatingStatistics",
@@ -33,8 +35,10 @@ __all__ = [
     "RetrainNotShareableError",
     "StreamFeatures",
     "UserStates",
+    "adopt_base",
     "export_users",
     "fit_stored_events",
     "import_users",
+    "relearn_since",
     "resolve_device",
 ]

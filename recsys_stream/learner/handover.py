@@ -113,21 +113,23 @@ def export_users(learner: OnlineLearner, user_ids: npt.ArrayLike) -> UserStates:
         )
 
 
-def import_users(learner: OnlineLearner, states: UserStates) -> None:
+def import_users(learner: OnlineLearner, states: UserStates, *, model: bool = True) -> None:
     """Make ``states`` the learner's state of those users (new users join; the state it held
     of the others is replaced). Items of their histories that the learner does not know join
-    its catalogue with their initial rows."""
+    its catalogue with their initial rows. Without ``model``, the users' embeddings are left
+    as they are (states learned in a model the learner has since replaced: a group's refit)."""
     with learner.lock:
-        features, model = learner.features, learner.model
+        features, network = learner.features, learner.model
         rows = features.users.add(states.user_ids)
         item_rows = features.items.add(states.history_items)
-        model.ensure_rows(len(features.users), features.items.ids)
-        index = torch.as_tensor(rows, device=model.device)
-        table = model.user_embedding
-        table.weight[index] = torch.as_tensor(states.embedding, device=model.device)
-        table.accumulator[index] = torch.as_tensor(
-            states.embedding_accumulator, device=model.device
-        )
+        network.ensure_rows(len(features.users), features.items.ids)
+        if model:
+            index = torch.as_tensor(rows, device=network.device)
+            table = network.user_embedding
+            table.weight[index] = torch.as_tensor(states.embedding, device=network.device)
+            table.accumulator[index] = torch.as_tensor(
+                states.embedding_accumulator, device=network.device
+            )
         features.statistics.set_user_totals(rows, states.residual_sum, states.rating_count)
         features.sequences.replace(rows, states.history_lengths, item_rows, states.history_values)
 

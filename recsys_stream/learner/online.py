@@ -15,23 +15,36 @@ from __future__ import annotations
 import os
 import threading
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 import torch
 
-from recsys_stream._arrays import on_catalogue, top_k
+from recsys_stream._arrays import IntArray, on_catalogue, top_k
 from recsys_stream.base import RankingQuery
 from recsys_stream.events import EventBatch
 from recsys_stream.learner.device import resolve_device
 from recsys_stream.learner.features import StreamFeatures
+from recsys_stream.learner.refit import ModelBase
 from recsys_stream.learner.replay_buffer import ReplayBuffer, concatenate
 from recsys_stream.learner.retrain import BackgroundRetrain
 from recsys_stream.learner.retrain_process import ProcessRetrain
 from recsys_stream.model import BatchInputs, ContextualNeuMF
 from recsys_stream.serving import ModelSnapshot, UserState
 from recsys_stream.settings import RELEVANCE_THRESHOLD, LearnerConfig
+
+
+@dataclass
+class _Refit:
+    """A group's refit: the rows and history lengths of its snapshot, and its base once
+    done."""
+
+    user_ids: IntArray
+    covered: IntArray
+    item_ids: IntArray
+    base: ModelBase | None = None
 
 
 class OnlineLearner:
@@ -61,6 +74,11 @@ class OnlineLearner:
         self.retrains_completed = 0
         self.last_losses: dict[str, float] = {}
         self._retrain: BackgroundRetrain | ProcessRetrain | None = None
+        self._refit: _Refit | None = None
+        """A retrain started with ``swap=False``: what its snapshot covers, then (done) its
+        base."""
+        self.scheduled_retrains = True
+        """Retrains start on the config's schedule (a group's worker: on its leader's)."""
         self._threads: int | None = None
         """Online learning's torch threads before a retrain in a process took some."""
         self._scoring_cache: tuple[tuple[int, int, int], BatchInputs] | None = None
@@ -89,17 +107,20 @@ class OnlineLearner:
             replayed = self.replay.sample(self.config.replay_per_batch, inputs)
             learned = concatenate(inputs, replayed)
             self.last_losses = self.model.learn(learned)
-            self._mark_changed(learned.users.cpu().numpy(), n_users)
+            self.mark_changed(learned.users.cpu().numpy())
             self.replay.add(inputs)
             self.events_learned += len(batch)
             if self._retrain is not None:
-                self._retrain.record(batch)
+                if self._refit is None:  # a refit for a group learns nothing after its snapshot
+                    self._retrain.record(batch)
                 if self._retrain.ready:
                     self._finish_retrain()
-            elif self._retrain_due():
+            elif self.scheduled_retrains and self._retrain_due():
                 self.start_retrain()
 
-    def _mark_changed(self, user_rows: npt.NDArray[np.int64], n_users: int) -> None:
+    def mark_changed(self, user_rows: npt.NDArray[np.int64]) -> None:
+        """Note that the state of the users of ``user_rows`` (-1: none) changed."""
+        n_users = len(self.features.users)
         if len(self._users_changed) < n_users:
             grown = np.zeros(max(n_users, 2 * len(self._users_changed)), dtype=bool)
             grown[: len(self._users_changed)] = self._users_changed
@@ -130,13 +151,27 @@ class OnlineLearner:
 
     @property
     def retrain_running(self) -> bool:
-        return self._retrain is not None
+        """A retrain runs, or a group's refit waits to be taken (:meth:`take_refit`)."""
+        return self._retrain is not None or self._refit is not None
 
-    def start_retrain(self) -> None:
-        """Start a full retrain on a snapshot of the log (in the background if configured)."""
+    def start_retrain(self, *, swap: bool = True) -> None:
+        """Start a full retrain on a snapshot of the log (in the background if configured).
+
+        With ``swap`` it learns the batches learned online meanwhile and is swapped in
+        between two batches; without, it is a refit for a group of workers: it learns the
+        snapshot only and, once done, :meth:`take_refit` gives it as a
+        :class:`~recsys_stream.learner.refit.ModelBase` (every worker then adopts it).
+        """
         with self.lock:
             if self._retrain is not None:
                 return
+            if not swap:
+                sequences = self.features.sequences
+                self._refit = _Refit(
+                    user_ids=self.features.users.ids.copy(),
+                    covered=sequences.lengths(np.arange(len(self.features.users))),
+                    item_ids=self.features.items.ids.copy(),
+                )
             config = self.config.retrain
             self._events_at_last_retrain = self.events_learned
             self._time_of_last_retrain = time.monotonic()
@@ -159,17 +194,40 @@ class OnlineLearner:
         assert retrain is not None
         model = retrain.finish()
         self._restore_threads()
+        refit = self._refit
         if model is None:
+            self._refit = None
+            return
+        if refit is not None:
+            model.ensure_rows(len(refit.user_ids), refit.item_ids)
+            refit.base = ModelBase.of(model, refit.user_ids, refit.covered, refit.item_ids)
             return
         model.ensure_rows(len(self.features.users), self.features.items.ids)
-        self.model = model
-        self.version += 1
-        self.retrains_completed += 1
+        self.replace_model(model)
+
+    def replace_model(self, model: ContextualNeuMF) -> None:
+        """Serve and learn ``model`` from now on: a new model version."""
+        with self.lock:
+            self.model = model
+            self.version += 1
+            self.retrains_completed += 1
+
+    def take_refit(self) -> ModelBase | None:
+        """The refit of ``start_retrain(swap=False)`` once it is done (then none until the
+        next); a refit that failed gives None and may be started again."""
+        with self.lock:
+            if self._refit is not None and self._retrain is not None and self._retrain.ready:
+                self._finish_retrain()
+            if self._refit is None or self._refit.base is None:
+                return None
+            base, self._refit = self._refit.base, None
+            return base
 
     def close(self) -> None:
         """Stop a running retrain (its work is dropped); the learner stays usable."""
         with self.lock:
             retrain, self._retrain = self._retrain, None
+            self._refit = None
         if retrain is not None:
             retrain.cancel()
             self._restore_threads()

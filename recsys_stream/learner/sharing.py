@@ -49,23 +49,20 @@ from recsys_stream.learner.online import OnlineLearner
 
 __all__ = ["ItemDelta", "ItemSharing", "RetrainNotShareableError"]
 
-_ROW_FIELDS = (
-    "embedding",
-    "embedding_accumulator",
-    "bias",
-    "bias_accumulator",
-    "rating_sum",
-    "rating_count",
-    "popularity",
-)
+_MODEL_FIELDS = ("embedding", "embedding_accumulator", "bias", "bias_accumulator")
+"""Rows learned by gradient (in one model's space)."""
+_LOG_FIELDS = ("rating_sum", "rating_count", "popularity")
+"""Rows counted from the log (whatever the model)."""
+_ROW_FIELDS = _MODEL_FIELDS + _LOG_FIELDS
 
 
 _MAGIC: Final = b"RSDELTA\x01"
 
 
 class RetrainNotShareableError(RuntimeError):
-    """A retrain replaced the learner's model: its change is a refit, not a sum of steps, and
-    cannot be exchanged as a delta (group retrains are the ROADMAP's)."""
+    """A retrain replaced the learner's model on its own: its change is a refit, not a sum of
+    steps, and cannot be exchanged as a delta (a group's workers adopt a shared refit instead,
+    :mod:`.refit`, and then :meth:`ItemSharing.rebase_model`)."""
 
 
 @dataclass(frozen=True)
@@ -214,8 +211,8 @@ class ItemSharing:
         with self.learner.lock:
             if self.learner.version != self._version:
                 raise RetrainNotShareableError(
-                    "a retrain replaced the model since the last exchange; turn per-worker "
-                    "retrains off (retrain.every_events=None) when items are shared"
+                    "a retrain replaced the model since the last exchange without "
+                    "rebase_model(); workers that share items adopt a shared refit instead"
                 )
             current = self._current()
             self._extend_base(len(current.item_ids))
@@ -246,39 +243,55 @@ class ItemSharing:
             self._base = current
             return delta
 
-    def apply(self, delta: ItemDelta) -> None:
-        """Add another worker's delta to the local state (new items join the catalogue)."""
-        learner = self.learner
+    def rebase_model(self) -> None:
+        """The learner's model was replaced (a group's refit): the model's rows as they are
+        now become the base of the next delta; the log's (statistics, popularity) stay as
+        they were, so that what was counted since the last delta is still sent."""
+        with self.learner.lock:
+            current = self._current()
+            self._extend_base(len(current.item_ids))
+            for name in _MODEL_FIELDS:
+                self._base.rows[name] = current.rows[name]
+            self._base.dense = current.dense
+            self._version = self.learner.version
+
+    def apply(self, delta: ItemDelta, *, model: bool = True) -> None:
+        """Add another worker's delta to the local state (new items join the catalogue).
+        Without ``model``, only the log's part (catalogue, statistics, popularity): a delta
+        learned in a model the learner has since replaced (a group's refit)."""
+        learner, with_model = self.learner, model
         with learner.lock:
-            features, model = learner.features, learner.model
+            features, network = learner.features, learner.model
             rows = features.items.add(delta.item_ids)
-            model.ensure_rows(len(features.users), features.items.ids)
+            network.ensure_rows(len(features.users), features.items.ids)
             self._extend_base(len(features.items))
-            index = torch.as_tensor(rows, device=model.device)
+            index = torch.as_tensor(rows, device=network.device)
 
             def add(table: torch.Tensor, values: npt.NDArray[np.float32]) -> None:
-                change = torch.as_tensor(values, device=model.device).reshape(
+                change = torch.as_tensor(values, device=network.device).reshape(
                     len(rows), table.shape[1]
                 )
                 table.index_add_(0, index, change)
 
-            add(model.item_embedding.weight, delta.embedding)
-            add(model.item_embedding.accumulator, delta.embedding_accumulator)
-            add(model.item_bias.weight, delta.bias)
-            add(model.item_bias.accumulator, delta.bias_accumulator)
+            if with_model:
+                add(network.item_embedding.weight, delta.embedding)
+                add(network.item_embedding.accumulator, delta.embedding_accumulator)
+                add(network.item_bias.weight, delta.bias)
+                add(network.item_bias.accumulator, delta.bias_accumulator)
             features.statistics.add_item_totals(
                 rows, delta.rating_sum, delta.rating_count, delta.rating_total, delta.rating_events
             )
             features.popularity.add_counts(
                 delta.item_ids, delta.popularity, delta.popularity_reference
             )
-            with torch.no_grad():
-                parameters = model.dense.state_dict()
-                for name, change in delta.dense.items():
-                    parameters[name].add_(torch.as_tensor(change, device=model.device))
+            if with_model:
+                with torch.no_grad():
+                    parameters = network.dense.state_dict()
+                    for name, change in delta.dense.items():
+                        parameters[name].add_(torch.as_tensor(change, device=network.device))
             # What was received is not the local worker's own change: the base moves with it.
             base = self._base
-            for name in _ROW_FIELDS:
+            for name in _ROW_FIELDS if with_model else _LOG_FIELDS:
                 values = getattr(delta, name).reshape(base.rows[name][rows].shape)
                 if name == "popularity":
                     values = values * self._popularity_factor(
@@ -289,8 +302,9 @@ class ItemSharing:
                 base.popularity_reference = features.popularity.reference_time
             base.rating_total += delta.rating_total
             base.rating_events += delta.rating_events
-            for name, change in delta.dense.items():
-                base.dense[name] = base.dense[name] + change
+            if with_model:
+                for name, change in delta.dense.items():
+                    base.dense[name] = base.dense[name] + change
 
 
 def _rows(table: torch.Tensor, n: int) -> npt.NDArray[np.float32]:

@@ -53,7 +53,16 @@ import numpy.typing as npt
 
 from recsys_stream._arrays import pack, unpack
 from recsys_stream.evaluation import EvaluatedRows, UserHistories
-from recsys_stream.learner import ItemDelta, ItemSharing, UserStates, export_users, import_users
+from recsys_stream.learner import (
+    ItemDelta,
+    ItemSharing,
+    ModelBase,
+    UserStates,
+    adopt_base,
+    export_users,
+    import_users,
+    relearn_since,
+)
 from recsys_stream.stream.processor import StreamProcessor
 
 __all__ = ["ModelUpdate", "Replica"]
@@ -78,6 +87,9 @@ class ModelUpdate:
     evaluation: EvaluatedRows = field(default_factory=EvaluatedRows.empty)
     """The sender's prequential records of the events it learned: summed, every replica's
     figures are the whole stream's."""
+    model_version: int = 1
+    """The version of the sender's model (bases adopted): the deltas and user embeddings
+    of an update whose version is not the receiver's are of a model it has replaced."""
 
     @property
     def events(self) -> int:
@@ -93,6 +105,7 @@ class ModelUpdate:
             {
                 "origin": self.origin,
                 "sequence": self.sequence,
+                "model_version": self.model_version,
                 "positions": self.positions,
                 "evaluation": {
                     "events": rows.events,
@@ -146,6 +159,7 @@ class ModelUpdate:
                     arrays["history_users"], arrays["history_lengths"], arrays["history_items"]
                 ),
                 evaluation=rows,
+                model_version=int(header["model_version"]),
             )
         except (KeyError, TypeError, AttributeError) as exc:
             raise ValueError(f"an unreadable model update: {exc}") from exc
@@ -172,7 +186,14 @@ class Replica:
         """Per user row: the user's state came from another worker's update (since this one
         last learned an event of theirs)."""
         self._events_at_take = processor.learner.events_learned
+        self.base_id: str | None = None
+        """The last :class:`ModelBase` adopted."""
+        self.events_at_base = 0
+        """:attr:`events_held` when it was adopted (when the next refit is due)."""
+        self.events_relearned = 0
         processor.evaluator.share_rows()
+        # The group refits on its leader's schedule (:meth:`start_refit`), not each replica.
+        processor.learner.scheduled_retrains = False
 
     @property
     def events_held(self) -> int:
@@ -237,6 +258,7 @@ class Replica:
             users=export_users(learner, users),
             histories=evaluator.export_users(users),
             evaluation=evaluator.take_rows(),
+            model_version=learner.version,
         )
         self._events_at_take = learner.events_learned
         self._merge(update.positions)
@@ -247,8 +269,12 @@ class Replica:
         for one applied before."""
         if update.origin == self.origin or update.sequence <= self.applied.get(update.origin, 0):
             return False
-        self._sharing.apply(update.items)
-        import_users(self.processor.learner, update.users)
+        learner = self.processor.learner
+        # Learned in a model since replaced by a base: its log's part only (the sender learns
+        # its events again in the base, and sends them then).
+        same_model = update.model_version == learner.version
+        self._sharing.apply(update.items, model=same_model)
+        import_users(learner, update.users, model=same_model)
         self._set_owned(update.users.user_ids, owned=False)
         evaluator = self.processor.evaluator
         evaluator.extend_catalog(update.items.item_ids)
@@ -257,6 +283,34 @@ class Replica:
         self.applied[update.origin] = update.sequence
         self.events_from_others += update.events
         self._merge(update.positions)
+        return True
+
+    # ------------------------------------------------------------------------ refits
+
+    def start_refit(self) -> None:
+        """Start a full retrain of the model on the log this replica holds (every user's
+        history), to be shared as a base (:meth:`take_base`)."""
+        self.processor.learner.start_retrain(swap=False)
+
+    def take_base(self) -> ModelBase | None:
+        """The refit of :meth:`start_refit` once done (to be published); None before."""
+        return self.processor.learner.take_refit()
+
+    def adopt(self, base: ModelBase) -> bool:
+        """Swap ``base`` in at its place in the group's log and learn again, in it, the events
+        of this worker's users that it does not cover; False (nothing done) for one adopted
+        before."""
+        if base.id == self.base_id:
+            return False
+        learner = self.processor.learner
+        adopt_base(learner, base)
+        # The delta of the next update counts from the base: this worker's learning in the
+        # model it replaced is dropped, and its events learned again below.
+        self._sharing.rebase_model()
+        known = learner.features.users.ids
+        self.events_relearned += relearn_since(learner, base, known[~self._foreign_of(known)])
+        self.base_id = base.id
+        self.events_at_base = self.events_held
         return True
 
     def _set_owned(self, user_ids: npt.NDArray[np.int64], *, owned: bool) -> None:
@@ -293,6 +347,9 @@ class Replica:
             "foreign_users": self.processor.learner.features.users.ids[
                 np.flatnonzero(self._foreign)
             ].tolist(),
+            "base_id": self.base_id,
+            "events_at_base": self.events_at_base,
+            "events_relearned": self.events_relearned,
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
@@ -303,6 +360,10 @@ class Replica:
         self.applied = {str(k): int(v) for k, v in state["applied"].items()}
         self.applied[str(state["origin"])] = int(state["sequence"])
         self.events_from_others = int(state["events_from_others"])
+        # Absent from the checkpoints of workers that predate group refits.
+        self.base_id = state.get("base_id")
+        self.events_at_base = int(state.get("events_at_base", 0))
+        self.events_relearned = int(state.get("events_relearned", 0))
         self.origin, self.sequence = uuid.uuid4().hex, 0
         self.learned_positions, self._learned_since_take = {}, {}
         self._foreign = np.zeros(0, dtype=bool)

@@ -38,6 +38,7 @@ from typing import Any, Final
 
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
+from recsys_stream.learner import ModelBase
 from recsys_stream.settings import KafkaSettings, Settings
 from recsys_stream.stream import CheckpointError, ModelUpdate, Replica, load_checkpoint
 from recsys_stream.stream.checkpoint import restore_processor
@@ -50,6 +51,8 @@ SEND_TIMEOUT_S: Final = 30.0
 """How long publishing one update may take before the worker counts it as failed."""
 CATCH_UP_TIMEOUT_S: Final = 120.0
 """How long reading the updates topic to its end may take."""
+BASE_KEY: Final = "base:"
+"""The key of a refit's message (then its sender): every worker adopts it, its sender too."""
 
 
 class GroupError(RuntimeError):
@@ -57,25 +60,17 @@ class GroupError(RuntimeError):
 
 
 def scale_out_settings(settings: Settings) -> Settings:
-    """The settings a worker of a group runs with: its own checkpoint folder, no full
-    retrains (a refit is not a sum of steps, so it cannot be shared; docs/streaming.md) and no
+    """The settings a worker of a group runs with: its own checkpoint folder and no
     baselines (each worker would see only its partitions' events, so theirs would not be the
-    stream's figures)."""
-    learner, stream = settings.learner, settings.stream
-    if learner.retrain.every_events is not None or learner.retrain.every_seconds is not None:
-        log.warning("scaling out: full retrains are off (they run once for a group: not built)")
+    stream's figures). Full retrains keep their schedule: the leader's (:class:`GroupMember`)."""
+    stream = settings.stream
     if stream.baselines:
         log.warning("scaling out: the baselines are off (a worker sees a part of the stream)")
-    retrain = dataclasses.replace(learner.retrain, every_events=None, every_seconds=None)
     trainer = settings.trainer.model_copy(
         update={"checkpoint_path": worker_checkpoint(settings, worker_name(settings))}
     )
     return settings.model_copy(
-        update={
-            "learner": dataclasses.replace(learner, retrain=retrain),
-            "stream": dataclasses.replace(stream, baselines=False),
-            "trainer": trainer,
-        }
+        update={"stream": dataclasses.replace(stream, baselines=False), "trainer": trainer}
     )
 
 
@@ -200,6 +195,9 @@ class GroupMember:
         self._per_message = 1.0
         """Events per message lately (envelopes hold many): the size of a chunk to learn."""
         self._staleness: deque[float] = deque(maxlen=10_000)
+        self._bases_published = 0
+        self._bases_adopted = 0
+        self._last_base_at = time.monotonic()
         core.processor.lead(False)
 
     # ------------------------------------------------------------------------ start
@@ -304,6 +302,9 @@ class GroupMember:
         applied = 0
         now = time.time()
         for sender, data, published_at in records:
+            if sender.startswith(BASE_KEY):
+                self._adopt_base(data)
+                continue
             if sender == self.replica.origin:
                 continue  # this worker's own, read back: nothing to parse
             try:
@@ -320,6 +321,68 @@ class GroupMember:
                 self._held(update.positions)
         self._applied += applied
         return applied
+
+    def _adopt_base(self, data: bytes) -> None:
+        try:
+            base = ModelBase.from_bytes(data)
+        except ValueError as exc:
+            self._unreadable += 1
+            log.error("skipped an unreadable model base of the updates topic: %s", exc)
+            return
+        relearned = self.replica.events_relearned
+        if self.replica.adopt(base):
+            self._bases_adopted += 1
+            self._last_base_at = time.monotonic()
+            log.info(
+                "worker %s serves model version %d (a refit on %d events); %d events of its "
+                "users learned again in it",
+                self.name,
+                self.core.processor.learner.version,
+                base.events,
+                self.replica.events_relearned - relearned,
+                extra={"worker": self.name, "model_version": self.core.processor.learner.version},
+            )
+
+    # ------------------------------------------------------------------------ refits
+
+    def refit_due(self) -> bool:
+        """The leader's schedule of full retrains (``learner.retrain``), counted in the
+        group's events."""
+        schedule = self.settings.learner.retrain
+        replica = self.replica
+        return (
+            schedule.every_events is not None
+            and replica.events_held - replica.events_at_base >= schedule.every_events
+        ) or (
+            schedule.every_seconds is not None
+            and time.monotonic() - self._last_base_at >= schedule.every_seconds
+        )
+
+    def refit(self) -> None:
+        """Publish a refit that finished (whoever leads now: it is the group's next model);
+        the leader starts one when due."""
+        learner = self.core.processor.learner
+        base = self.replica.take_base()
+        if base is not None:
+            data = base.to_bytes()
+            try:
+                self.updates.send(data, f"{BASE_KEY}{self.replica.origin}").get(
+                    timeout=SEND_TIMEOUT_S
+                )
+            except Exception as exc:
+                # The next one is due a whole period later, not at once.
+                self.replica.events_at_base = self.replica.events_held
+                self._last_base_at = time.monotonic()
+                log.error(
+                    "publishing a refit (%d bytes) failed: %r; the group keeps its model",
+                    len(data),
+                    exc,
+                )
+                return
+            self._bases_published += 1
+        elif self.leader and not learner.retrain_running and self.refit_due():
+            log.info("worker %s refits the group's model", self.name)
+            self.replica.start_refit()
 
     def exchange_due(self) -> bool:
         """``exchange_every_events`` learned since the last update (to within half a
@@ -457,6 +520,9 @@ class GroupMember:
             updates_unreadable=self._unreadable,
             staleness_s=staleness,
             dropped_messages=self._dropped,
+            bases_published=self._bases_published,
+            bases_adopted=self._bases_adopted,
+            events_relearned=self.replica.events_relearned,
         )
 
     def durable(self) -> dict[str, int]:

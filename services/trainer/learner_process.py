@@ -284,6 +284,7 @@ def _serve(connection: Connection, settings: Settings) -> None:
         if member is None:
             return
         member.poll()
+        member.refit()
         if member.exchange_due():
             try:
                 member.publish()

@@ -13,14 +13,17 @@ Metric names (the Grafana dashboard and the alerts use exactly these):
 - ``recsys_trainer_consumer_lag{partition}``: messages behind the end of each partition;
 - ``recsys_trainer_freshness_seconds``: produce time to learned, per event (histogram);
 - ``recsys_trainer_dead_letters_total{reason}``: invalid events by kind of defect;
-- ``recsys_trainer_model_version``, ``recsys_trainer_retrains_total``;
+- ``recsys_trainer_model_version``, ``recsys_trainer_retrains_total``,
+  ``recsys_trainer_retrain_running``;
 - ``recsys_trainer_checkpoint_age_seconds``, ``recsys_trainer_checkpoint_duration_seconds``
   (histogram), ``recsys_trainer_checkpoint_failures_total``;
 - of a worker that scales out: ``recsys_trainer_events_held`` (events whose learning its model
   holds: its own and the group's updates), ``recsys_trainer_updates_published_total``,
   ``recsys_trainer_updates_applied_total``, ``recsys_trainer_update_staleness_seconds``
   (histogram: an update's publication to its application here), ``recsys_trainer_leader`` (1:
-  this worker publishes the model and the group's metrics), ``recsys_trainer_partitions``;
+  this worker publishes the model and the group's metrics), ``recsys_trainer_partitions``,
+  ``recsys_trainer_refits_published_total``, ``recsys_trainer_refits_adopted_total`` and
+  ``recsys_trainer_events_relearned_total`` (the group's full retrains);
 - ``recsys_prequential_hr``, ``recsys_prequential_ndcg``, ``recsys_prequential_rmse``, labelled
   ``model`` (learner and each baseline that runs) and ``scope`` (``all``: the whole stream so
   far; ``window``: the sliding window's latest value); RMSE for rating models only.
@@ -196,6 +199,11 @@ class _StateCollector(Collector):
             "Full retrains completed and swapped in.",
             value=status.retrains_completed,
         )
+        yield GaugeMetricFamily(
+            "recsys_trainer_retrain_running",
+            "1 while a full retrain runs (of a group's leader: the group's refit).",
+            value=1.0 if status.retrain_running else 0.0,
+        )
         if status.group is not None:
             yield from _group_metrics(status.group)
         since = status.checkpoint.written_at or status.started_at
@@ -242,6 +250,21 @@ def _group_metrics(group: GroupStatus) -> Iterable[Metric]:
         "recsys_trainer_updates_applied",
         "Other workers' updates applied here.",
         value=group.updates_applied,
+    )
+    yield CounterMetricFamily(
+        "recsys_trainer_refits_published",
+        "Full retrains of the group's model this worker published.",
+        value=group.bases_published,
+    )
+    yield CounterMetricFamily(
+        "recsys_trainer_refits_adopted",
+        "Full retrains of the group's model this worker swapped in.",
+        value=group.bases_adopted,
+    )
+    yield CounterMetricFamily(
+        "recsys_trainer_events_relearned",
+        "Events of this worker's users learned again in a refit it swapped in.",
+        value=group.events_relearned,
     )
     yield GaugeMetricFamily(
         "recsys_trainer_leader",

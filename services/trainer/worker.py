@@ -109,6 +109,11 @@ class GroupStatus:
     """Publication to application of the updates applied since the last status."""
     dropped_messages: int
     """Messages of partitions no longer this worker's (their new owner learns them)."""
+    bases_published: int = 0
+    """Refits of the group's model this worker published (as its leader)."""
+    bases_adopted: int = 0
+    events_relearned: int = 0
+    """Events of this worker's users learned again in a refit it adopted."""
 
 
 @dataclass(frozen=True)
@@ -124,6 +129,7 @@ class CoreStatus:
     dead_letters: int
     model_version: int
     retrains_completed: int
+    retrain_running: bool
     last_learned_at: float | None
     checkpoint: CheckpointStatus = field(default_factory=CheckpointStatus)
     live: LiveFigures | None = None
@@ -320,6 +326,7 @@ class TrainerCore:
             dead_letters=self.processor.dead_letters,
             model_version=learner.version,
             retrains_completed=learner.retrains_completed,
+            retrain_running=learner.retrain_running,
             last_learned_at=self.last_learned_at,
             checkpoint=self._checkpoint,
             live=None if report is None else report.live(),

@@ -118,6 +118,44 @@ def test_two_workers_split_the_partitions_and_learn_every_event_once(
     assert all(status["events_evaluated"] == EVENTS for status in final.values())
 
 
+def test_a_full_retrain_runs_once_for_the_group_and_every_worker_swaps_to_it(
+    group: Group, ratings: pd.DataFrame
+) -> None:
+    names = ["w0", "w1"]
+    for name in names:
+        group.start(
+            name,
+            RECSYS_LEARNER__RETRAIN__EVERY_EVENTS="4000",
+            RECSYS_LEARNER__RETRAIN__EPOCHS="1",
+        )
+    group.wait_all(_assigned, names)
+    _replay(group.servers, group.topic, ratings)
+    group.converged(names)
+    leader = next(n for n in names if group.workers[n].status()["group"]["leader"])
+    # The stream is learned; the refit running then (if one is) ends, is published, and the
+    # group swaps it in (the leader too: when it reads it back).
+    done = group.workers[leader].wait_for(
+        lambda s: (
+            not s["retrain_running"]
+            and s["group"]["bases_published"] <= s["group"]["bases_adopted"]
+        )
+    )
+    version = done["model_version"]
+    final = group.wait_all(lambda s: s["model_version"] == version, names)
+
+    assert version >= 2, "the group never retrained"
+    published = {name: status["group"]["bases_published"] for name, status in final.items()}
+    assert published[leader] == version - 1
+    assert sum(published.values()) == version - 1, "a worker that does not lead refitted"
+    assert all(status["group"]["bases_adopted"] == version - 1 for status in final.values())
+    assert all(status["retrains_completed"] == version - 1 for status in final.values())
+    # Still one model holding each event once, each learned by one worker; the events after
+    # each refit's snapshot were learned again in it by their users' worker.
+    assert all(status["group"]["events_held"] == EVENTS for status in final.values())
+    assert sum(status["group"]["events_learned_here"] for status in final.values()) == EVENTS
+    assert sum(status["group"]["events_relearned"] for status in final.values()) > 0
+
+
 def test_a_worker_killed_mid_stream_hands_its_partitions_over_and_nothing_is_lost_or_repeated(
     group: Group, ratings: pd.DataFrame
 ) -> None:

@@ -4,6 +4,7 @@ exchange through a real broker is tested in tests/integration/test_scaleout.py."
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import replace
 from pathlib import Path
 
@@ -11,9 +12,10 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from recsys_stream.events import RatingEvent, encode
-from recsys_stream.settings import Settings
+from recsys_stream.learner import ModelBase
+from recsys_stream.settings import RetrainConfig, Settings
 from recsys_stream.stream import ModelUpdate
-from services.trainer.group import GroupMember, scale_out_settings
+from services.trainer.group import BASE_KEY, GroupMember, scale_out_settings
 from services.trainer.telemetry import TrainerTelemetry
 from services.trainer.worker import Message, TrainerCore
 
@@ -39,21 +41,25 @@ class _FailingLog:
     def __init__(self) -> None:
         self.failing = True
         self.sent: list[ModelUpdate] = []
+        self.bases: list[ModelBase] = []
 
     def send(self, data: bytes, key: str) -> _Sending:
-        return _Sending(self, data)
+        return _Sending(self, data, key)
 
 
 class _Sending:
     is_done = True
 
-    def __init__(self, log: _FailingLog, data: bytes) -> None:
-        self.log, self.data = log, data
+    def __init__(self, log: _FailingLog, data: bytes, key: str) -> None:
+        self.log, self.data, self.key = log, data, key
 
     def get(self, timeout: float) -> int:
         if self.log.failing:
             raise TimeoutError("no broker answered")
-        self.log.sent.append(ModelUpdate.from_bytes(self.data))
+        if self.key.startswith(BASE_KEY):
+            self.log.bases.append(ModelBase.from_bytes(self.data))
+        else:
+            self.log.sent.append(ModelUpdate.from_bytes(self.data))
         return len(self.log.sent) - 1
 
 
@@ -73,14 +79,42 @@ def _nothing() -> None:
     return None
 
 
-def test_a_worker_runs_without_retrains_or_baselines_and_checkpoints_in_its_own_folder(
+def test_a_worker_runs_without_baselines_and_checkpoints_in_its_own_folder(
     tmp_path: Path,
 ) -> None:
     settings = scale_out_settings(_settings(tmp_path))
-    assert settings.learner.retrain.every_events is None
-    assert settings.learner.retrain.every_seconds is None
     assert settings.stream.baselines is False
     assert settings.trainer.checkpoint_path == tmp_path / "workers" / "w1" / "trainer.ckpt"
+    # Full retrains keep their schedule: the group's leader follows it (not each learner).
+    assert settings.learner.retrain == _settings(tmp_path).learner.retrain
+
+
+def test_only_the_leader_starts_a_refit_of_the_group(tmp_path: Path) -> None:
+    settings = _settings(tmp_path)
+    retrain = RetrainConfig(every_events=3, where="inline", epochs=1)
+    settings = scale_out_settings(
+        settings.model_copy(
+            update={"learner": dataclasses.replace(settings.learner, retrain=retrain)}
+        )
+    )
+    member = GroupMember(TrainerCore(settings), settings)
+    log = _FailingLog()
+    log.failing = False
+    member._log = log  # type: ignore[assignment]
+    member.assigned = {"ratings/0"}
+    member.handle([_message(0, offset, 1 + offset % 2) for offset in range(4)], _nothing)
+    assert member.refit_due()
+    learner = member.core.processor.learner
+    assert learner.version == 1, "a worker's learner retrains on no schedule of its own"
+    member.refit()
+    member.refit()
+    assert log.bases == [], "a worker that does not lead started a refit"
+    member.core.processor.lead(True)
+    member.refit()  # starts it (inline: done at once)
+    member.refit()  # publishes it; every worker adopts it when it reads it, this one too
+    assert [base.events for base in log.bases] == [4]
+    assert learner.version == 1
+    assert member.status().bases_published == 1
 
 
 def test_a_worker_learns_only_the_messages_of_its_partitions(member: GroupMember) -> None:
