@@ -47,21 +47,26 @@ LIVE_RATE = 1_500.0
 """Events/s of the live runs: below what 3 workers learn on 2 cores (~2,700 events/s)."""
 
 
-def _start(servers: str, topic: str, folder: Path, name: str, scale_out: bool) -> TrainerProcess:
+def _start(
+    servers: str, topic: str, folder: Path, name: str, scale_out: bool, settings: dict[str, str]
+) -> TrainerProcess:
     workdir = folder / name
     workdir.mkdir(parents=True)
     trainer = TrainerProcess(
         servers,
         topic,
         workdir,
-        RECSYS_TRAINER__SCALE_OUT="true" if scale_out else "false",
-        RECSYS_TRAINER__WORKER_NAME=name,
-        RECSYS_TRAINER__CHECKPOINT_PATH=str(folder / "checkpoints" / "trainer.ckpt"),
-        RECSYS_KAFKA__UPDATES_TOPIC=f"{topic}.updates",
-        RECSYS_KAFKA__PARTITIONS=str(PARTITIONS),
-        RECSYS_LEARNER__RETRAIN__EVERY_EVENTS=NO_RETRAINS,
-        RECSYS_TRAINER__HTTP_PORT="0",
-        RECSYS_TRAINER__SINK="memory",
+        **{
+            "RECSYS_TRAINER__SCALE_OUT": "true" if scale_out else "false",
+            "RECSYS_TRAINER__WORKER_NAME": name,
+            "RECSYS_TRAINER__CHECKPOINT_PATH": str(folder / "checkpoints" / "trainer.ckpt"),
+            "RECSYS_KAFKA__UPDATES_TOPIC": f"{topic}.updates",
+            "RECSYS_KAFKA__PARTITIONS": str(PARTITIONS),
+            "RECSYS_LEARNER__RETRAIN__EVERY_EVENTS": NO_RETRAINS,
+            "RECSYS_TRAINER__HTTP_PORT": "0",
+            "RECSYS_TRAINER__SINK": "memory",
+            **settings,
+        },
     )
     trainer.start()
     return trainer
@@ -74,10 +79,13 @@ def _run(
     workers: int,
     scale_out: bool,
     rate: float | None = None,
+    settings: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     topic = f"bench-workers-{workers}-{uuid.uuid4().hex[:6]}"
     folder = root / topic
-    started = [_start(servers, topic, folder, f"w{i}", scale_out) for i in range(workers)]
+    started = [
+        _start(servers, topic, folder, f"w{i}", scale_out, settings or {}) for i in range(workers)
+    ]
     total = len(ratings)
     try:
         if scale_out:

@@ -145,6 +145,19 @@ class TrainerSettings(BaseModel):
         gt=0,
         description="... or after this long with anything learned (the bound in seconds).",
     )
+    max_event_time_lead_s: float = Field(
+        default=86_400.0,
+        gt=0,
+        description="When scaling out, a worker whose events are this far ahead (event time) "
+        "of another worker's latest update waits for it to catch up (at most "
+        "align_wait_s per chunk): a backlog is learned in step, as one trainer would.",
+    )
+    align_wait_s: float = Field(
+        default=2.0,
+        ge=0,
+        description="The longest a worker waits for the group to catch up before learning "
+        "its next chunk anyway (a slow or stopped worker delays the others by this only).",
+    )
     take_messages: int = Field(
         default=512,
         ge=1,

@@ -147,6 +147,13 @@ class UpdateLog:
         """Start writing one update; the future's ``get`` waits until the brokers hold it."""
         return self._producer.send(self.topic, value=data, key=key.encode())
 
+    def wait(self, timeout_s: float) -> list[tuple[str, bytes, float]]:
+        """The updates from :attr:`position` on that arrive within ``timeout_s``."""
+        found: list[tuple[str, bytes, float]] = []
+        for records in self._consumer.poll(timeout_ms=max(0, int(timeout_s * 1000))).values():
+            found.extend(_entry(r) for r in records)
+        return found
+
     def read(self, until: int | None) -> list[tuple[str, bytes, float]]:
         """The updates from :attr:`position` on, with their sender (the record's key) and
         publication time: to ``until`` (waiting for them), or (None) what a fetch brings now."""
@@ -195,6 +202,12 @@ class GroupMember:
         self._per_message = 1.0
         """Events per message lately (envelopes hold many): the size of a chunk to learn."""
         self._staleness: deque[float] = deque(maxlen=10_000)
+        self._event_times: dict[str, tuple[float, float]] = {}
+        """Per other worker (origin): the event time its latest update reached, and when it
+        came."""
+        self._event_time: float | None = None
+        """The event time this worker's latest update reached."""
+        self._aligned_s = 0.0
         self._bases_published = 0
         self._bases_adopted = 0
         self._last_base_at = time.monotonic()
@@ -315,6 +328,11 @@ class GroupMember:
                 self._unreadable += 1
                 log.error("skipped an unreadable message of the updates topic: %s", exc)
                 continue
+            if update.evaluation.last_timestamp is not None:
+                self._event_times[update.origin] = (
+                    update.evaluation.last_timestamp,
+                    time.monotonic(),
+                )
             if self.replica.apply(update):
                 applied += 1
                 self._staleness.append(max(0.0, now - published_at))
@@ -406,6 +424,8 @@ class GroupMember:
                 return
             self._unsent = self.replica.take()
         update = self._unsent
+        if update.evaluation.last_timestamp is not None:
+            self._event_time = update.evaluation.last_timestamp
         self._sending = (update, self.updates.send(update.to_bytes(), update.origin))
         self._unsent = None
         if wait:
@@ -489,6 +509,7 @@ class GroupMember:
         learned, letters, per_message = 0, [], []
         at = 0
         while at < len(mine):
+            self._align()
             budget = self.settings.trainer.exchange_every_events - self.replica.pending
             size = max(1, round(budget / self._per_message))
             chunk = mine[at : at + size]
@@ -502,6 +523,31 @@ class GroupMember:
             between()
         counts = iter(per_message)
         return Handled(learned, letters, [next(counts) if kept else 0 for kept in owned])
+
+    def _lead_over_group(self) -> float:
+        """How far (event time) this worker's latest update is ahead of the slowest of the
+        workers that published lately (a worker gone quiet, or with nothing to learn, does
+        not hold the others back)."""
+        if self._event_time is None:
+            return 0.0
+        recent = time.monotonic() - 3 * self.settings.trainer.exchange_every_s - 1.0
+        behind = [at for at, came in self._event_times.values() if came >= recent]
+        return self._event_time - min(behind) if behind else 0.0
+
+    def _align(self) -> None:
+        """Wait (reading the others' updates) while this worker is too far ahead of the
+        group in event time: a backlog is learned in step, each worker's events meeting the
+        others' learning of the same period, as in one trainer (watermark alignment)."""
+        trainer = self.settings.trainer
+        if self._lead_over_group() <= trainer.max_event_time_lead_s:
+            return
+        began = time.monotonic()
+        deadline = began + trainer.align_wait_s
+        while (
+            self._lead_over_group() > trainer.max_event_time_lead_s and time.monotonic() < deadline
+        ):
+            self._apply_all(self.updates.wait(timeout_s=min(0.1, deadline - time.monotonic())))
+        self._aligned_s += time.monotonic() - began
 
     # ------------------------------------------------------------------------ status
 
@@ -523,6 +569,7 @@ class GroupMember:
             bases_published=self._bases_published,
             bases_adopted=self._bases_adopted,
             events_relearned=self.replica.events_relearned,
+            aligned_s=self._aligned_s,
         )
 
     def durable(self) -> dict[str, int]:

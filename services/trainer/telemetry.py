@@ -23,7 +23,8 @@ Metric names (the Grafana dashboard and the alerts use exactly these):
   (histogram: an update's publication to its application here), ``recsys_trainer_leader`` (1:
   this worker publishes the model and the group's metrics), ``recsys_trainer_partitions``,
   ``recsys_trainer_refits_published_total``, ``recsys_trainer_refits_adopted_total`` and
-  ``recsys_trainer_events_relearned_total`` (the group's full retrains);
+  ``recsys_trainer_events_relearned_total`` (the group's full retrains),
+  ``recsys_trainer_aligned_seconds_total`` (waits for the group to catch up in event time);
 - ``recsys_prequential_hr``, ``recsys_prequential_ndcg``, ``recsys_prequential_rmse``, labelled
   ``model`` (learner and each baseline that runs) and ``scope`` (``all``: the whole stream so
   far; ``window``: the sliding window's latest value); RMSE for rating models only.
@@ -265,6 +266,11 @@ def _group_metrics(group: GroupStatus) -> Iterable[Metric]:
         "recsys_trainer_events_relearned",
         "Events of this worker's users learned again in a refit it swapped in.",
         value=group.events_relearned,
+    )
+    yield CounterMetricFamily(
+        "recsys_trainer_aligned_seconds",
+        "Seconds this worker waited for the group to catch up in event time.",
+        value=group.aligned_s,
     )
     yield GaugeMetricFamily(
         "recsys_trainer_leader",

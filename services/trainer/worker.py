@@ -114,6 +114,8 @@ class GroupStatus:
     bases_adopted: int = 0
     events_relearned: int = 0
     """Events of this worker's users learned again in a refit it adopted."""
+    aligned_s: float = 0.0
+    """Seconds this worker waited for the group to catch up in event time."""
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,7 @@ exchange through a real broker is tested in tests/integration/test_scaleout.py."
 from __future__ import annotations
 
 import dataclasses
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -45,6 +46,9 @@ class _FailingLog:
 
     def send(self, data: bytes, key: str) -> _Sending:
         return _Sending(self, data, key)
+
+    def wait(self, timeout_s: float) -> list[tuple[str, bytes, float]]:
+        return []  # nobody else publishes
 
 
 class _Sending:
@@ -217,3 +221,24 @@ def test_a_workers_metrics_say_its_part_in_the_group(member: GroupMember) -> Non
     assert families["recsys_trainer_partitions"].samples[0].value == 2
     assert families["recsys_trainer_leader"].samples[0].value == 0
     assert "recsys_trainer_update_staleness_seconds" in families
+
+
+@pytest.mark.parametrize(("other_at", "waits"), [(0.0, True), (4.0, False)])
+def test_a_worker_ahead_of_the_group_in_event_time_waits_for_it(
+    member: GroupMember, other_at: float, waits: bool
+) -> None:
+    log = _FailingLog()
+    log.failing = False
+    member._log = log  # type: ignore[assignment]
+    trainer = member.settings.trainer.model_copy(
+        update={"max_event_time_lead_s": 1.0, "align_wait_s": 0.05}
+    )
+    member.settings = member.settings.model_copy(update={"trainer": trainer})
+    # Another worker published lately, its events reaching event time ``other_at``.
+    member._event_times["other"] = (other_at, time.monotonic())
+    member.assigned = {"ratings/0"}
+    # Two chunks of 3 events (timestamps 0..5); the first update reaches event time 2.
+    member.handle([_message(0, offset, 1) for offset in range(6)], between=member.publish)
+    assert log.sent[0].evaluation.last_timestamp == 2.0
+    aligned = member.status().aligned_s
+    assert (aligned >= 0.05) if waits else (aligned == 0.0)
