@@ -313,6 +313,12 @@ class Replica:
         self.events_at_base = self.events_held
         return True
 
+    def release_users(self) -> None:
+        """Own none of the users held (a worker that starts from another's checkpoint): this
+        worker sends their state, and learns their events again in a base, only once it has
+        learned an event of theirs."""
+        self._set_owned(self.processor.learner.features.users.ids, owned=False)
+
     def _set_owned(self, user_ids: npt.NDArray[np.int64], *, owned: bool) -> None:
         rows = self.processor.learner.features.users.lookup(user_ids)
         rows = rows[rows >= 0]

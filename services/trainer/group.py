@@ -282,8 +282,10 @@ class GroupMember:
                 continue
             restore_processor(self.core.processor, state)
             offset = self._load(state)
-            # What that worker learned is in the model, but was not learned here.
+            # What that worker learned is in the model, but was not learned here; its users
+            # are still its own (or their partitions' next owners') until this one learns them.
             self._adopted_events = self.core.processor.learner.events_learned
+            self.replica.release_users()
             log.info(
                 "worker %s starts from the checkpoint of %s (update %d)",
                 self.name,

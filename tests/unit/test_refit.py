@@ -161,3 +161,23 @@ def test_a_late_update_gives_its_log_but_not_its_model() -> None:
     np.testing.assert_array_equal(table.active()[len(weights) :], table.initial_values(new_items))
     assert learner.features.statistics.count == counts + late.items.rating_events
     assert one.positions["p2"] == 80
+
+
+def test_a_worker_started_from_anothers_checkpoint_relearns_none_of_its_users() -> None:
+    stream = records()
+    one = worker()
+    learn_in_chunks(one, "p0", stream["p0"], 60)
+    one.start_refit()
+    base = one.take_base()
+    assert base is not None
+    learn_in_chunks(one, "p0", stream["p0"], 90)
+    copy = worker()
+    copy.processor.load_state_dict(one.processor.state_dict())
+    copy.processor.learner.load_state_dict(one.processor.learner.state_dict())
+    copy.load_state_dict(one.state_dict())
+    copy.release_users()
+    copy.adopt(base)
+    one.adopt(base)
+    # The users are still the first worker's: it alone learns their later events again.
+    assert copy.events_relearned == 0
+    assert one.events_relearned == 30
