@@ -156,6 +156,48 @@ def test_a_full_retrain_runs_once_for_the_group_and_every_worker_swaps_to_it(
     assert sum(status["group"]["events_relearned"] for status in final.values()) > 0
 
 
+def test_a_leader_killed_during_a_refit_leaves_the_refit_to_the_next_leader(
+    group: Group, ratings: pd.DataFrame
+) -> None:
+    half = len(ratings) // 2
+    names = ["w0", "w1"]
+    retrains = {
+        "RECSYS_LEARNER__RETRAIN__EVERY_EVENTS": "4000",
+        "RECSYS_LEARNER__RETRAIN__EPOCHS": "1",
+    }
+    for name in names:
+        group.start(name, **retrains)
+    group.wait_all(_assigned, names)
+    _replay(group.servers, group.topic, ratings.iloc[:half])
+    leader = next(
+        name
+        for name, status in group.wait_all(_assigned, names).items()
+        if status["group"]["leader"]
+    )
+    survivor = next(name for name in names if name != leader)
+    group.workers[leader].wait_for(lambda s: s["retrain_running"])
+    group.workers[leader].kill()  # its refit dies with it: nothing of it was published
+    _replay(group.servers, group.topic, ratings.iloc[half:])
+    group.converged([survivor])
+    # The survivor holds partition 0 now: it leads, and the group's refit is its to run.
+    done = group.workers[survivor].wait_for(
+        lambda s: (
+            s["group"]["leader"]
+            and s["group"]["bases_published"] >= 1
+            and not s["retrain_running"]
+            and s["group"]["bases_published"] <= s["group"]["bases_adopted"]
+        )
+    )
+    # Back from its checkpoint, the killed worker adopts what the group published since.
+    group.start(leader, **retrains)
+    final = group.converged(names)
+    version = done["model_version"]
+    assert version >= 2
+    again = group.workers[leader].wait_for(lambda s: s["model_version"] == version)
+    assert again["group"]["events_held"] == EVENTS
+    assert final[survivor]["group"]["events_held"] == EVENTS
+
+
 def test_a_worker_killed_mid_stream_hands_its_partitions_over_and_nothing_is_lost_or_repeated(
     group: Group, ratings: pd.DataFrame
 ) -> None:
