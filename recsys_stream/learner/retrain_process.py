@@ -81,7 +81,12 @@ class ProcessRetrain:
         self.error: BaseException | None = None
 
     def start(self) -> None:
-        self._process.start()
+        try:
+            self._process.start()
+        except Exception as exc:  # no process (resources, a spawn refused): no retrain
+            self._child_end.close()
+            self._fail(RuntimeError(f"the retrain process did not start ({exc!r})"))
+            return
         self._child_end.close()  # the child holds its own: EOF here once it is gone
         self._sender.start()
 
@@ -141,6 +146,9 @@ class ProcessRetrain:
 
     def cancel(self) -> None:
         self._outbox.put(None)
+        if self._process.pid is None:  # never started
+            self._connection.close()
+            return
         self._process.kill()
         self._process.join(30)
         # Killed, the child breaks the pipe under a send in progress; the sender then returns,

@@ -290,3 +290,22 @@ def test_a_retrain_process_that_dies_leaves_the_current_model_serving(
     assert learner.events_learned == 2000
     learner.wait_for_retrain()
     assert learner.version == 2
+
+
+def test_a_retrain_process_that_cannot_start_leaves_online_learning_going(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def refused(self: multiprocessing.process.BaseProcess) -> None:
+        raise OSError("Resource temporarily unavailable")
+
+    monkeypatch.setattr(multiprocessing.process.BaseProcess, "start", refused)
+    learner = _learner(retrain=RetrainConfig(every_events=1000, where="process", epochs=1))
+    threads = torch.get_num_threads()
+    batches = list(EventBatch.from_ratings(_stream().ratings).split(250))
+    for batch in batches[:6]:  # the retrain is due after the 4th: its start fails
+        learner.learn(batch)
+    assert learner.events_learned == 1500
+    assert learner.version == 1
+    assert "the retrain process did not start" in caplog.text
+    assert torch.get_num_threads() == threads
+    learner.close()
