@@ -49,7 +49,7 @@ lint: venv ## ruff: lint and formatting.
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-typecheck: venv ## mypy (strict) on the core, the adapters, scripts/ and the tests.
+typecheck: venv ## mypy (strict) on the core, the adapters, scripts/, the benchmarks and the tests.
 	$(BIN)/mypy
 
 pytest: venv ## Only the tests, with a real Kafka and Redis started (and stopped) around them.

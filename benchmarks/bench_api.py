@@ -179,8 +179,7 @@ def main() -> int:
         populate(url)
         port, trivial_port = _free_port(), _free_port()
         env = {**os.environ, "REDIS_URL": url, "PYTHONPATH": str(ROOT)}
-        trivial = Path(work) / "trivial_app.py"
-        trivial.write_text(TRIVIAL_APP)
+        (Path(work) / "trivial_app.py").write_text(TRIVIAL_APP)
         uvicorn = [sys.executable, "-m", "uvicorn", "--no-access-log", "--log-level", "warning"]
         trivial_app = [*uvicorn, "--app-dir", work, "trivial_app:app"]
         api_app = [sys.executable, "-m", "services.cli", "api"]

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import os
 import time
+from typing import Any
 
+import numpy.typing as npt
 import torch
 from common import Result, save, save_skipped
 
@@ -24,7 +26,7 @@ EVENTS = int(os.environ.get("BENCH_GPU_EVENTS", 25_000_000))
 BATCH = int(os.environ.get("BENCH_GPU_BATCH", 8192))
 
 
-def _run(columns, evaluate: bool) -> float:
+def _run(columns: list[npt.NDArray[Any]], evaluate: bool) -> float:
     config = LearnerConfig(device="cuda", retrain=RetrainConfig(every_events=None))
     learner = OnlineLearner(config)
     evaluator = PrequentialEvaluator({"learner": learner}, device=learner.device)

@@ -40,7 +40,7 @@ COMMAND = ".venv/bin/python benchmarks/bench_streaming.py (make bench)"
 DATA = "MovieLens 100K u.data (100,000 events), Kafka 3.9 on the same machine, 3 partitions"
 
 
-def _replay(servers: str, topic: str, ratings: pd.DataFrame, **kafka: int) -> ReplaySummary:
+def _replay(servers: str, topic: str, ratings: pd.DataFrame, **kafka: Any) -> ReplaySummary:
     settings = KafkaSettings(bootstrap_servers=servers, topic=topic, partitions=3, **kafka)
     return Replayer(ReplayConfig(kafka=settings), "ml-100k").run(ratings)
 
