@@ -204,7 +204,7 @@ class GroupMember:
         self._staleness: deque[float] = deque(maxlen=10_000)
         self._event_times: dict[str, tuple[float, float]] = {}
         """Per other worker (origin): the event time its latest update reached, and when it
-        came."""
+        was published (wall clock)."""
         self._event_time: float | None = None
         """The event time this worker's latest update reached."""
         self._aligned_s = 0.0
@@ -331,10 +331,7 @@ class GroupMember:
                 log.error("skipped an unreadable message of the updates topic: %s", exc)
                 continue
             if update.evaluation.last_timestamp is not None:
-                self._event_times[update.origin] = (
-                    update.evaluation.last_timestamp,
-                    time.monotonic(),
-                )
+                self._event_times[update.origin] = (update.evaluation.last_timestamp, published_at)
             if self.replica.apply(update):
                 applied += 1
                 self._staleness.append(max(0.0, now - published_at))
@@ -385,14 +382,15 @@ class GroupMember:
         base = self.replica.take_base()
         if base is not None:
             data = base.to_bytes()
+            # The next one is due a whole period later (not before this one is adopted, nor
+            # at once when this one could not be published).
+            self.replica.events_at_base = self.replica.events_held
+            self._last_base_at = time.monotonic()
             try:
                 self.updates.send(data, f"{BASE_KEY}{self.replica.origin}").get(
                     timeout=SEND_TIMEOUT_S
                 )
             except Exception as exc:
-                # The next one is due a whole period later, not at once.
-                self.replica.events_at_base = self.replica.events_held
-                self._last_base_at = time.monotonic()
                 log.error(
                     "publishing a refit (%d bytes) failed: %r; the group keeps its model",
                     len(data),
@@ -532,8 +530,10 @@ class GroupMember:
         not hold the others back)."""
         if self._event_time is None:
             return 0.0
-        recent = time.monotonic() - 3 * self.settings.trainer.exchange_every_s - 1.0
-        behind = [at for at, came in self._event_times.values() if came >= recent]
+        # Publication times, not arrival: a worker reading old updates (a restart) does not
+        # take them for the group's present.
+        recent = time.time() - 3 * self.settings.trainer.exchange_every_s - 1.0
+        behind = [at for at, published in self._event_times.values() if published >= recent]
         return self._event_time - min(behind) if behind else 0.0
 
     def _align(self) -> None:
