@@ -145,6 +145,12 @@ class TrainerSettings(BaseModel):
         gt=0,
         description="... or after this long with anything learned (the bound in seconds).",
     )
+    base_part_bytes: int = Field(
+        default=16 * 2**20,
+        ge=1024,
+        description="When scaling out, a refit of the group's model is published in parts of "
+        "at most this many bytes (below kafka.updates_max_bytes).",
+    )
     max_event_time_lead_s: float = Field(
         default=86_400.0,
         gt=0,

@@ -33,6 +33,7 @@ import socket
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
@@ -43,6 +44,7 @@ from recsys_stream.settings import KafkaSettings, Settings
 from recsys_stream.stream import CheckpointError, ModelUpdate, Replica, load_checkpoint
 from recsys_stream.stream.checkpoint import restore_processor
 from services.kafka_security import kafka_python_options
+from services.trainer.base_parts import BaseAssembly, split
 from services.trainer.worker import GroupStatus, Handled, Message, TrainerCore
 
 log = logging.getLogger(__name__)
@@ -51,8 +53,10 @@ SEND_TIMEOUT_S: Final = 30.0
 """How long publishing one update may take before the worker counts it as failed."""
 CATCH_UP_TIMEOUT_S: Final = 120.0
 """How long reading the updates topic to its end may take."""
+PART_OVERHEAD_BYTES: Final = 64 * 1024
+"""Room left in a message beside a refit's part (its header, the record's)."""
 BASE_KEY: Final = "base:"
-"""The key of a refit's message (then its sender): every worker adopts it, its sender too."""
+"""The key of a refit's parts (then their sender): every worker adopts it, its sender too."""
 
 
 class GroupError(RuntimeError):
@@ -93,9 +97,20 @@ def _modified(path: Path) -> float | None:
         return None
 
 
-def _entry(record: Any) -> tuple[str, bytes, float]:
+@dataclass(frozen=True)
+class Entry:
+    """One message of the updates topic."""
+
+    sender: str
+    """The record's key: an update's origin, or ``base:<origin>`` for a part of a refit."""
+    value: bytes
+    published_at: float
+    offset: int
+
+
+def _entry(record: Any) -> Entry:
     key = record.key.decode(errors="replace") if record.key else ""
-    return key, record.value, record.timestamp / 1000
+    return Entry(key, record.value, record.timestamp / 1000, record.offset)
 
 
 class UpdateLog:
@@ -147,17 +162,17 @@ class UpdateLog:
         """Start writing one update; the future's ``get`` waits until the brokers hold it."""
         return self._producer.send(self.topic, value=data, key=key.encode())
 
-    def wait(self, timeout_s: float) -> list[tuple[str, bytes, float]]:
+    def wait(self, timeout_s: float) -> list[Entry]:
         """The updates from :attr:`position` on that arrive within ``timeout_s``."""
-        found: list[tuple[str, bytes, float]] = []
+        found: list[Entry] = []
         for records in self._consumer.poll(timeout_ms=max(0, int(timeout_s * 1000))).values():
             found.extend(_entry(r) for r in records)
         return found
 
-    def read(self, until: int | None) -> list[tuple[str, bytes, float]]:
+    def read(self, until: int | None) -> list[Entry]:
         """The updates from :attr:`position` on, with their sender (the record's key) and
         publication time: to ``until`` (waiting for them), or (None) what a fetch brings now."""
-        found: list[tuple[str, bytes, float]] = []
+        found: list[Entry] = []
         if until is None:
             for records in self._consumer.poll(timeout_ms=0).values():
                 found.extend(_entry(r) for r in records)
@@ -208,6 +223,7 @@ class GroupMember:
         self._event_time: float | None = None
         """The event time this worker's latest update reached."""
         self._aligned_s = 0.0
+        self._assembly = BaseAssembly()
         self._bases_published = 0
         self._bases_adopted = 0
         self._last_base_at = time.monotonic()
@@ -313,13 +329,15 @@ class GroupMember:
         self._settle(only_if_done=True)
         return self._apply_all(self.updates.read(until=None))
 
-    def _apply_all(self, records: Iterable[tuple[str, bytes, float]]) -> int:
+    def _apply_all(self, records: Iterable[Entry]) -> int:
         applied = 0
         now = time.time()
-        for sender, data, published_at in records:
+        for record in records:
+            sender, data, published_at = record.sender, record.value, record.published_at
             if sender.startswith(BASE_KEY):
-                self._adopt_base(data)
+                self._base_part(record)
                 continue
+            self._assembly.sender_moved_on(f"{BASE_KEY}{sender}")
             if sender == self.replica.origin:
                 continue  # this worker's own, read back: nothing to parse
             try:
@@ -339,13 +357,18 @@ class GroupMember:
         self._applied += applied
         return applied
 
-    def _adopt_base(self, data: bytes) -> None:
+    def _base_part(self, record: Entry) -> None:
         try:
-            base = ModelBase.from_bytes(data)
+            whole = self._assembly.add(record.value, record.offset, record.sender)
+            base = None if whole is None else ModelBase.from_bytes(whole)
         except ValueError as exc:
             self._unreadable += 1
             log.error("skipped an unreadable model base of the updates topic: %s", exc)
             return
+        if base is not None:
+            self._adopt_base(base)
+
+    def _adopt_base(self, base: ModelBase) -> None:
         relearned = self.replica.events_relearned
         if self.replica.adopt(base):
             self._bases_adopted += 1
@@ -386,10 +409,18 @@ class GroupMember:
             # at once when this one could not be published).
             self.replica.events_at_base = self.replica.events_held
             self._last_base_at = time.monotonic()
+            key = f"{BASE_KEY}{self.replica.origin}"
+            part_bytes = min(
+                self.settings.trainer.base_part_bytes,
+                self.settings.kafka.updates_max_bytes - PART_OVERHEAD_BYTES,
+            )
             try:
-                self.updates.send(data, f"{BASE_KEY}{self.replica.origin}").get(
-                    timeout=SEND_TIMEOUT_S
-                )
+                # Back to back, each acknowledged before the next (the update in flight
+                # first): a worker's parts are consecutive among its messages.
+                self._settle()
+                parts = split(data, base.id, part_bytes)
+                for part in parts:
+                    self.updates.send(part, key).get(timeout=SEND_TIMEOUT_S)
             except Exception as exc:
                 log.error(
                     "publishing a refit (%d bytes) failed: %r; the group keeps its model",
@@ -398,6 +429,13 @@ class GroupMember:
                 )
                 return
             self._bases_published += 1
+            log.info(
+                "worker %s published the group's refit on %d events (%d bytes in %d parts)",
+                self.name,
+                base.events,
+                len(data),
+                len(parts),
+            )
         elif self.leader and not learner.retrain_running and self.refit_due():
             log.info("worker %s refits the group's model", self.name)
             self.replica.start_refit()
@@ -459,7 +497,11 @@ class GroupMember:
             {
                 "group": {
                     "replica": self.replica.state_dict(),
-                    "updates_offset": self.updates.position,
+                    # An incomplete refit's parts are read again after a restart.
+                    "updates_offset": min(
+                        self.updates.position,
+                        self._assembly.first_offset or self.updates.position,
+                    ),
                     "adopted_events": self._adopted_events,
                 }
             }

@@ -127,6 +127,8 @@ def test_a_full_retrain_runs_once_for_the_group_and_every_worker_swaps_to_it(
             name,
             RECSYS_LEARNER__RETRAIN__EVERY_EVENTS="4000",
             RECSYS_LEARNER__RETRAIN__EPOCHS="1",
+            # Each refit (~1.5 MB here) in several messages, as a large model's must be.
+            RECSYS_TRAINER__BASE_PART_BYTES=str(256 * 1024),
         )
     group.wait_all(_assigned, names)
     _replay(group.servers, group.topic, ratings)

@@ -16,7 +16,8 @@ from recsys_stream.events import RatingEvent, encode
 from recsys_stream.learner import ModelBase
 from recsys_stream.settings import RetrainConfig, Settings
 from recsys_stream.stream import ModelUpdate
-from services.trainer.group import BASE_KEY, GroupMember, scale_out_settings
+from services.trainer.base_parts import BaseAssembly
+from services.trainer.group import BASE_KEY, Entry, GroupMember, scale_out_settings
 from services.trainer.telemetry import TrainerTelemetry
 from services.trainer.worker import Message, TrainerCore
 
@@ -42,7 +43,8 @@ class _FailingLog:
     def __init__(self) -> None:
         self.failing = True
         self.sent: list[ModelUpdate] = []
-        self.bases: list[ModelBase] = []
+        self.parts: list[Entry] = []
+        """The refits' parts, as the updates topic would give them back."""
 
     def send(self, data: bytes, key: str) -> _Sending:
         return _Sending(self, data, key)
@@ -61,7 +63,7 @@ class _Sending:
         if self.log.failing:
             raise TimeoutError("no broker answered")
         if self.key.startswith(BASE_KEY):
-            self.log.bases.append(ModelBase.from_bytes(self.data))
+            self.log.parts.append(Entry(self.key, self.data, time.time(), len(self.log.parts)))
         else:
             self.log.sent.append(ModelUpdate.from_bytes(self.data))
         return len(self.log.sent) - 1
@@ -93,15 +95,31 @@ def test_a_worker_runs_without_baselines_and_checkpoints_in_its_own_folder(
     assert settings.learner.retrain == _settings(tmp_path).learner.retrain
 
 
-def test_only_the_leader_starts_a_refit_of_the_group(tmp_path: Path) -> None:
+def _bases(parts: list[Entry]) -> list[ModelBase]:
+    assembly, bases = BaseAssembly(), []
+    for part in parts:
+        whole = assembly.add(part.value, part.offset, part.sender)
+        if whole is not None:
+            bases.append(ModelBase.from_bytes(whole))
+    return bases
+
+
+def _refitting_member(tmp_path: Path, name: str, **trainer: int) -> GroupMember:
     settings = _settings(tmp_path)
     retrain = RetrainConfig(every_events=3, where="inline", epochs=1)
     settings = scale_out_settings(
         settings.model_copy(
-            update={"learner": dataclasses.replace(settings.learner, retrain=retrain)}
+            update={
+                "learner": dataclasses.replace(settings.learner, retrain=retrain),
+                "trainer": settings.trainer.model_copy(update={"worker_name": name, **trainer}),
+            }
         )
     )
-    member = GroupMember(TrainerCore(settings), settings)
+    return GroupMember(TrainerCore(settings), settings)
+
+
+def test_only_the_leader_starts_a_refit_of_the_group(tmp_path: Path) -> None:
+    member = _refitting_member(tmp_path, "w1")
     log = _FailingLog()
     log.failing = False
     member._log = log  # type: ignore[assignment]
@@ -112,11 +130,11 @@ def test_only_the_leader_starts_a_refit_of_the_group(tmp_path: Path) -> None:
     assert learner.version == 1, "a worker's learner retrains on no schedule of its own"
     member.refit()
     member.refit()
-    assert log.bases == [], "a worker that does not lead started a refit"
+    assert log.parts == [], "a worker that does not lead started a refit"
     member.core.processor.lead(True)
     member.refit()  # starts it (inline: done at once)
     member.refit()  # publishes it; every worker adopts it when it reads it, this one too
-    assert [base.events for base in log.bases] == [4]
+    assert [base.events for base in _bases(log.parts)] == [4]
     assert learner.version == 1
     assert member.status().bases_published == 1
     member.refit()  # its own base not read back yet: the next one is not due
@@ -253,3 +271,47 @@ def test_a_worker_ahead_of_the_group_in_event_time_waits_for_it(
     assert log.sent[0].evaluation.last_timestamp == 2.0
     aligned = member.status().aligned_s
     assert (aligned >= 0.05) if waits else (aligned == 0.0)
+
+
+def test_a_refit_in_parts_is_adopted_where_its_last_part_lies(tmp_path: Path) -> None:
+    leader = _refitting_member(tmp_path, "w1", base_part_bytes=16 * 1024)
+    other = _refitting_member(tmp_path, "w2")
+    log = _FailingLog()
+    log.failing = False
+    leader._log = log  # type: ignore[assignment]
+    leader.assigned = {"ratings/0"}
+    leader.handle([_message(0, offset, 1 + offset % 2) for offset in range(4)], _nothing)
+    leader.core.processor.lead(True)
+    leader.refit()
+    leader.refit()
+    parts = log.parts
+    assert len(parts) > 2
+    learner = other.core.processor.learner
+    other._apply_all(parts[:-1])
+    assert learner.version == 1, "adopted before its last part"
+    assert other._assembly.first_offset == 0, "a checkpoint now would skip its first parts"
+    other._apply_all(parts[-1:])
+    assert learner.version == 2
+    assert other._assembly.first_offset is None
+
+
+def test_an_incomplete_refit_is_dropped_when_its_sender_moves_on(tmp_path: Path) -> None:
+    leader = _refitting_member(tmp_path, "w1", base_part_bytes=16 * 1024)
+    other = _refitting_member(tmp_path, "w2")
+    log = _FailingLog()
+    log.failing = False
+    leader._log = log  # type: ignore[assignment]
+    leader.assigned = {"ratings/0"}
+    leader.handle([_message(0, offset, 1 + offset % 2) for offset in range(4)], _nothing)
+    leader.core.processor.lead(True)
+    leader.refit()
+    leader.refit()
+    update = leader.replica.take()
+    origin = leader.replica.origin
+    # The sender's next update comes before its last part: it gave that refit up.
+    other._apply_all(
+        [*log.parts[:-1], Entry(origin, update.to_bytes(), time.time(), len(log.parts))]
+    )
+    assert other._assembly.first_offset is None
+    other._apply_all(log.parts[-1:])  # a last part alone is no refit
+    assert other.core.processor.learner.version == 1
