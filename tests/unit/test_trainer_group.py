@@ -273,7 +273,8 @@ def test_a_worker_ahead_of_the_group_in_event_time_waits_for_it(
     assert (aligned >= 0.05) if waits else (aligned == 0.0)
 
 
-def test_a_refit_in_parts_is_adopted_where_its_last_part_lies(tmp_path: Path) -> None:
+def _refit_in_parts(tmp_path: Path) -> tuple[GroupMember, GroupMember, _FailingLog]:
+    """A leader that published a refit in parts (on ``log``), and another worker."""
     leader = _refitting_member(tmp_path, "w1", base_part_bytes=16 * 1024)
     other = _refitting_member(tmp_path, "w2")
     log = _FailingLog()
@@ -282,8 +283,13 @@ def test_a_refit_in_parts_is_adopted_where_its_last_part_lies(tmp_path: Path) ->
     leader.assigned = {"ratings/0"}
     leader.handle([_message(0, offset, 1 + offset % 2) for offset in range(4)], _nothing)
     leader.core.processor.lead(True)
-    leader.refit()
-    leader.refit()
+    leader.refit()  # starts it (inline: done at once)
+    leader.refit()  # publishes it
+    return leader, other, log
+
+
+def test_a_refit_in_parts_is_adopted_where_its_last_part_lies(tmp_path: Path) -> None:
+    _, other, log = _refit_in_parts(tmp_path)
     parts = log.parts
     assert len(parts) > 2
     learner = other.core.processor.learner
@@ -296,16 +302,7 @@ def test_a_refit_in_parts_is_adopted_where_its_last_part_lies(tmp_path: Path) ->
 
 
 def test_an_incomplete_refit_is_dropped_when_its_sender_moves_on(tmp_path: Path) -> None:
-    leader = _refitting_member(tmp_path, "w1", base_part_bytes=16 * 1024)
-    other = _refitting_member(tmp_path, "w2")
-    log = _FailingLog()
-    log.failing = False
-    leader._log = log  # type: ignore[assignment]
-    leader.assigned = {"ratings/0"}
-    leader.handle([_message(0, offset, 1 + offset % 2) for offset in range(4)], _nothing)
-    leader.core.processor.lead(True)
-    leader.refit()
-    leader.refit()
+    leader, other, log = _refit_in_parts(tmp_path)
     update = leader.replica.take()
     origin = leader.replica.origin
     # The sender's next update comes before its last part: it gave that refit up.
