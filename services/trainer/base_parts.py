@@ -28,9 +28,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import Final
 
-import numpy as np
-
-from recsys_stream._arrays import pack, unpack
+import orjson
 
 __all__ = ["BaseAssembly", "split"]
 
@@ -42,14 +40,12 @@ _MAGIC: Final = b"RSPART\x00\x01"
 def split(data: bytes, base_id: str, part_bytes: int) -> list[bytes]:
     """``data`` (a base's bytes) as parts of at most ``part_bytes`` of it each."""
     count = max(1, -(-len(data) // part_bytes))
-    return [
-        pack(
-            _MAGIC,
-            {"id": base_id, "index": index, "count": count},
-            {"data": np.frombuffer(data[index * part_bytes : (index + 1) * part_bytes], np.uint8)},
-        )
-        for index in range(count)
-    ]
+    parts = []
+    for index in range(count):
+        chunk = data[index * part_bytes : (index + 1) * part_bytes]
+        header = orjson.dumps({"id": base_id, "index": index, "count": count, "size": len(chunk)})
+        parts.append(b"".join([_MAGIC, len(header).to_bytes(4, "little"), header, chunk]))
+    return parts
 
 
 @dataclass
@@ -76,12 +72,19 @@ class BaseAssembly:
     def add(self, data: bytes, offset: int, sender: str) -> bytes | None:
         """Take one part (read at ``offset``, sent by ``sender``); the whole base's bytes
         once its last part came, else None. ``ValueError`` for bytes that are not a part."""
-        header, arrays = unpack(data, _MAGIC, "part of a model base")
+        if not data.startswith(_MAGIC) or len(data) < len(_MAGIC) + 4:
+            raise ValueError("not a part of a model base")
+        at = len(_MAGIC) + 4
+        length = int.from_bytes(data[len(_MAGIC) : at], "little")
         try:
+            header = orjson.loads(data[at : at + length])
             base_id, index, count = str(header["id"]), int(header["index"]), int(header["count"])
-            chunk = arrays["data"].tobytes()
-        except (KeyError, TypeError, ValueError) as exc:
+            size = int(header["size"])
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"an unreadable part of a model base: {exc}") from exc
+        chunk = data[at + length :]
+        if len(chunk) != size:
+            raise ValueError(f"an unreadable part of a model base: {len(chunk)} of {size} bytes")
         if not 0 <= index < count:
             raise ValueError(f"an unreadable part of a model base: part {index} of {count}")
         pending = self._pending
