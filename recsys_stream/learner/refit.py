@@ -42,7 +42,7 @@ import numpy as np
 import numpy.typing as npt
 import torch
 
-from recsys_stream._arrays import IdIndex, IntArray, pack, unpack
+from recsys_stream._arrays import IdIndex, IntArray, pack, ragged_arange, unpack
 from recsys_stream.model import ContextualNeuMF
 from recsys_stream.model.tables import EmbeddingTable
 
@@ -91,9 +91,9 @@ class ModelBase:
         learned up to ``covered`` events each) and ``item_ids``."""
         tables: dict[str, npt.NDArray[np.float32]] = {}
         for name in _TABLES:
-            table: EmbeddingTable = getattr(model, name)
-            tables[name] = table.active().detach().cpu().numpy().copy()
-            tables[f"{name}/accumulator"] = table.accumulator[: table.n_rows].cpu().numpy().copy()
+            state = getattr(model, name).state_dict()
+            tables[name] = state["weight"].numpy()
+            tables[f"{name}/accumulator"] = state["accumulator"].numpy()
         optimizer = model.optimizer.state_dict()
         return cls(
             id=uuid.uuid4().hex,
@@ -166,11 +166,6 @@ class ModelBase:
         return base
 
 
-def is_base(data: bytes) -> bool:
-    """``data`` is (the start of) a :class:`ModelBase`'s bytes."""
-    return data.startswith(_MAGIC)
-
-
 def adopt_base(learner: OnlineLearner, base: ModelBase) -> None:
     """Make ``base`` the learner's model (a new version): its rows for the users and items it
     knows, initial rows for those it does not (they came after its snapshot)."""
@@ -225,13 +220,8 @@ def relearn_since(learner: OnlineLearner, base: ModelBase, user_ids: npt.ArrayLi
         start = np.zeros(len(ids), dtype=np.int64)
         start[found >= 0] = base.covered[found[found >= 0]]
         end = features.sequences.lengths(rows)
-        gaps = np.maximum(end - start, 0)
-        users = np.repeat(rows, gaps)
-        positions = (
-            np.repeat(start, gaps)
-            + np.arange(int(gaps.sum()))
-            - np.repeat(np.cumsum(gaps) - gaps, gaps)
-        )
+        owner, positions = ragged_arange(start, end - start)
+        users = rows[owner]
         # Oldest first across users: each event's context is its user's events before it.
         chronological = np.argsort(positions, kind="stable")
         users, positions = users[chronological], positions[chronological]

@@ -53,6 +53,14 @@ class _FailingLog:
         return []  # nobody else publishes
 
 
+def _attach_log(member: GroupMember) -> _FailingLog:
+    """Give ``member`` an updates topic that accepts every write."""
+    log = _FailingLog()
+    log.failing = False
+    member._log = log  # type: ignore[assignment]
+    return log
+
+
 class _Sending:
     is_done = True
 
@@ -120,9 +128,7 @@ def _refitting_member(tmp_path: Path, name: str, **trainer: int) -> GroupMember:
 
 def test_only_the_leader_starts_a_refit_of_the_group(tmp_path: Path) -> None:
     member = _refitting_member(tmp_path, "w1")
-    log = _FailingLog()
-    log.failing = False
-    member._log = log  # type: ignore[assignment]
+    log = _attach_log(member)
     member.assigned = {"ratings/0"}
     member.handle([_message(0, offset, 1 + offset % 2) for offset in range(4)], _nothing)
     assert member.refit_due()
@@ -156,9 +162,7 @@ def test_a_long_take_is_learned_in_chunks_with_an_exchange_after_each(
     member: GroupMember,
 ) -> None:
     member.assigned = {"ratings/0"}
-    log = _FailingLog()
-    log.failing = False
-    member._log = log  # type: ignore[assignment]
+    log = _attach_log(member)
 
     def exchange() -> None:
         if member.exchange_due():
@@ -200,9 +204,7 @@ def test_an_update_that_could_not_be_sent_is_sent_first_next_time(member: GroupM
 
 def test_a_checkpoint_waits_for_every_update_to_be_held(member: GroupMember) -> None:
     member.assigned = {"ratings/0"}
-    log = _FailingLog()
-    log.failing = False
-    member._log = log  # type: ignore[assignment]
+    log = _attach_log(member)
     member.handle([_message(0, offset, 1) for offset in range(2)], between=_nothing)
     member.publish()
     assert log.sent == []  # not waited for yet
@@ -216,9 +218,7 @@ def test_only_the_worker_with_partition_0_publishes_the_model(member: GroupMembe
         return member.leader, member.core.processor.publishes_model
 
     assert publishing() == (False, False)
-    log = _FailingLog()
-    log.failing = False
-    member._log = log  # type: ignore[assignment]
+    _attach_log(member)
     member.catch_up = lambda: 0  # type: ignore[method-assign]
     member.assign(["ratings/1", "ratings/0"])
     assert publishing() == (True, True)
@@ -256,9 +256,7 @@ def test_a_workers_metrics_say_its_part_in_the_group(member: GroupMember) -> Non
 def test_a_worker_ahead_of_the_group_in_event_time_waits_for_it(
     member: GroupMember, other_at: float, published_ago: float, waits: bool
 ) -> None:
-    log = _FailingLog()
-    log.failing = False
-    member._log = log  # type: ignore[assignment]
+    log = _attach_log(member)
     trainer = member.settings.trainer.model_copy(
         update={"max_event_time_lead_s": 1.0, "align_wait_s": 0.05}
     )
@@ -277,9 +275,7 @@ def _refit_in_parts(tmp_path: Path) -> tuple[GroupMember, GroupMember, _FailingL
     """A leader that published a refit in parts (on ``log``), and another worker."""
     leader = _refitting_member(tmp_path, "w1", base_part_bytes=16 * 1024)
     other = _refitting_member(tmp_path, "w2")
-    log = _FailingLog()
-    log.failing = False
-    leader._log = log  # type: ignore[assignment]
+    log = _attach_log(leader)
     leader.assigned = {"ratings/0"}
     leader.handle([_message(0, offset, 1 + offset % 2) for offset in range(4)], _nothing)
     leader.core.processor.lead(True)
