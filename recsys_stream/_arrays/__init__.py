@@ -19,7 +19,14 @@ from recsys_stream._arrays.grouped import (
 from recsys_stream._arrays.idindex import DENSE_ID_LIMIT, MISSING, IdIndex
 from recsys_stream._arrays.keyed import keyed_normal
 from recsys_stream._arrays.packed import pack, unpack
-from recsys_stream._arrays.retrieval import MISS, candidate_mask, on_catalogue, target_ranks, top_k
+from recsys_stream._arrays.retrieval import (
+    MISS,
+    candidate_mask,
+    on_catalogue,
+    shared_score_ranks,
+    target_ranks,
+    top_k,
+)
 from recsys_stream._arrays.sequences import PAD, UserSequences, Window
 
 __all__ = [
@@ -42,6 +49,7 @@ __all__ = [
     "on_catalogue",
     "pack",
     "ragged_arange",
+    "shared_score_ranks",
     "target_ranks",
     "top_k",
     "unpack",

@@ -97,3 +97,95 @@ def top_k(scores: torch.Tensor, mask: torch.Tensor, k: int) -> tuple[torch.Tenso
         values = torch.nn.functional.pad(values, (0, pad), value=float("-inf"))
     columns = torch.where(torch.isneginf(values), torch.full_like(columns, -1), columns)
     return columns, values
+
+
+def shared_score_ranks(
+    shared_scores: npt.NDArray[np.float64],
+    explicit_columns: npt.NDArray[np.int64],
+    explicit_scores: npt.NDArray[np.float64],
+    explicit_candidates: npt.NDArray[np.bool_],
+    targets: npt.NDArray[np.int64],
+    excluded_rows: npt.NDArray[np.int64],
+    excluded_columns: npt.NDArray[np.int64],
+) -> npt.NDArray[np.int64]:
+    """What :func:`target_ranks` gives when every row shares its scores but for a few columns,
+    without a ``[rows, n_items]`` matrix: a sort of the shared scores and a binary search per
+    row.
+
+    Column c scores ``shared_scores[c]`` in every row, except the sorted ``explicit_columns``,
+    whose scores and candidacy are given per row (``[rows, len(explicit_columns)]``); every
+    target is one of them. Every other column is a candidate of every row, but for the
+    ``(row, column)`` pairs excluded. Ties go to the earlier column, as in
+    :func:`target_ranks`.
+
+    >>> shared_score_ranks(
+    ...     np.array([3.0, 1.0, 3.0, 0.0]), np.array([1]), np.array([[3.0]]),
+    ...     np.array([[True]]), np.array([1]), np.array([0]), np.array([0]),
+    ... ).tolist()
+    [0]
+    """
+    n_rows = len(targets)
+    every_row = np.arange(n_rows)
+    position = np.searchsorted(explicit_columns, targets)
+    target_scores = explicit_scores[every_row, position]
+    valid = explicit_candidates[every_row, position]
+
+    earlier = explicit_columns[None, :] < targets[:, None]
+    beats = np.where(
+        earlier,
+        explicit_scores >= target_scores[:, None],
+        explicit_scores > target_scores[:, None],
+    )
+    ranks = (beats & explicit_candidates).sum(axis=1, dtype=np.int64)
+
+    is_shared = np.ones(len(shared_scores), dtype=bool)
+    is_shared[explicit_columns] = False
+    columns = np.flatnonzero(is_shared)
+    ranks += _count_beating(shared_scores[columns], columns, target_scores, targets)
+
+    # A shared column excluded from a row does not count against its target.
+    keep = is_shared[excluded_columns]
+    rows, excluded = excluded_rows[keep], excluded_columns[keep]
+    scores, row_targets, row_scores = shared_scores[excluded], targets[rows], target_scores[rows]
+    beaten = (scores > row_scores) | ((scores == row_scores) & (excluded < row_targets))
+    rows, excluded = rows[beaten], excluded[beaten]
+    ranks -= np.bincount(rows[_one_of_each(rows * len(shared_scores) + excluded)], minlength=n_rows)
+    return np.where(valid, ranks, MISS)
+
+
+def _one_of_each(keys: npt.NDArray[np.int64]) -> npt.NDArray[np.bool_]:
+    """True at one occurrence of each key (pairs repeat when a user rated an item twice).
+
+    Without a sort: every position writes itself at its key in a scratch array; whichever
+    write stays, exactly one position per key reads itself back, and only written slots are
+    read.
+    """
+    if len(keys) == 0:
+        return np.zeros(0, dtype=bool)
+    positions = np.arange(len(keys))
+    owner = np.empty(int(keys.max()) + 1, dtype=np.int64)
+    owner[keys] = positions
+    kept: npt.NDArray[np.bool_] = owner[keys] == positions
+    return kept
+
+
+def _count_beating(
+    scores: npt.NDArray[np.float64],
+    columns: npt.NDArray[np.int64],
+    target_scores: npt.NDArray[np.float64],
+    targets: npt.NDArray[np.int64],
+) -> npt.NDArray[np.int64]:
+    """Per target, the columns that score higher, or as high and come earlier."""
+    if len(columns) == 0:
+        return np.zeros(len(targets), dtype=np.int64)
+    order = np.lexsort((columns, -scores))
+    descending, columns = -scores[order], columns[order]
+    higher = np.searchsorted(descending, -target_scores, side="left")
+    # Within a run of equal scores the columns ascend: one key orders (score run, column).
+    run = np.concatenate([[0], np.cumsum(descending[1:] != descending[:-1])])
+    span = int(max(columns.max(), targets.max())) + 1
+    keys = run * span + columns
+    at = np.minimum(higher, len(descending) - 1)
+    tied = (higher < len(descending)) & (descending[at] == -target_scores)
+    earlier_ties = np.searchsorted(keys, run[at] * span + targets, side="left") - higher
+    return higher + np.where(tied, earlier_ties, 0)

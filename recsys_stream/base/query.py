@@ -28,4 +28,11 @@ class RankingQuery:
     batch_columns: npt.NDArray[np.int64]
     """The catalogue column of each batch event's item."""
     candidates: torch.Tensor
-    """Boolean ``[len(rows), len(catalog_ids)]``: the items each row may recommend."""
+    """Boolean ``[len(rows), len(catalog_ids)]``: the items each row may recommend, that is
+    the columns before ``n_seen`` less the ``excluded`` pairs."""
+    n_seen: npt.NDArray[np.int64]
+    """Per row: the catalogue columns the stream had shown before its event."""
+    excluded_rows: npt.NDArray[np.int64]
+    """With ``excluded_columns``: ``(row, column)`` pairs of the items each row's user rated
+    before its event (a row is an index into ``rows``; pairs may repeat)."""
+    excluded_columns: npt.NDArray[np.int64]

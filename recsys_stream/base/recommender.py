@@ -43,3 +43,16 @@ class RatingPredictor(Protocol):
         """Predicted ratings of the batch's (user, item) pairs, with row j seeing only the
         events before j (the same rule as :class:`RankingQuery`)."""
         ...
+
+
+@runtime_checkable
+class TargetRanker(Protocol):
+    """A model that ranks each queried event's own item without scoring the whole catalogue
+    for it (popularity, whose scores every row shares): the evaluator then asks it for ranks,
+    not scores."""
+
+    def rank_targets(self, query: RankingQuery) -> npt.NDArray[np.int64]:
+        """Per row, the 0-based rank of its event's item (``batch_columns[rows]``) among the
+        row's candidates (``2**31 - 1``, a miss at every cut-off, when it is not one): what
+        ranking the scores of :meth:`StreamingRecommender.rank_scores` would give."""
+        ...

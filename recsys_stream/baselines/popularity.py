@@ -17,9 +17,10 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import torch
 
-from recsys_stream._arrays import DecayedCounts
+from recsys_stream._arrays import DecayedCounts, shared_score_ranks
 from recsys_stream.base import RankingQuery
 from recsys_stream.events import EventBatch
 
@@ -32,16 +33,45 @@ class Popularity:
         self.counts = DecayedCounts(half_life_days)
 
     def rank_scores(self, query: RankingQuery) -> torch.Tensor:
-        weights = self.counts.weights(query.batch.timestamps)
         base = self.counts.counts_of(query.catalog_ids)
-        # Exact in-batch counts: row j also counts the batch's events before j.
+        columns, before = self._in_batch_counts(query)
+        scores = np.repeat(base[None, :], len(query.rows), axis=0)
+        scores[:, columns] += before
+        return torch.from_numpy(scores)
+
+    def rank_targets(self, query: RankingQuery) -> npt.NDArray[np.int64]:
+        """The ranks of :meth:`rank_scores` from one sort of the counts: every row shares them
+        but for the batch's items (and the items new to the catalogue during the batch)."""
+        if len(query.rows) == 0:
+            return np.zeros(0, dtype=np.int64)
+        base = self.counts.counts_of(query.catalog_ids)
+        in_batch, before = self._in_batch_counts(query)
+        newest = np.arange(int(query.n_seen.min()), len(query.catalog_ids))
+        explicit = np.union1d(in_batch, newest)
+        scores = np.repeat(base[explicit][None, :], len(query.rows), axis=0)
+        scores[:, np.searchsorted(explicit, in_batch)] += before
+        candidates = query.candidates[:, torch.from_numpy(explicit).to(query.candidates.device)]
+        return shared_score_ranks(
+            base,
+            explicit,
+            scores,
+            candidates.cpu().numpy(),
+            query.batch_columns[query.rows],
+            query.excluded_rows,
+            query.excluded_columns,
+        )
+
+    def _in_batch_counts(
+        self, query: RankingQuery
+    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]]:
+        """The batch's distinct columns, and per queried row what the batch's events before it
+        add to their counts (exact in-batch counts)."""
+        weights = self.counts.weights(query.batch.timestamps)
         columns, inverse = np.unique(query.batch_columns, return_inverse=True)
         increments = np.zeros((len(query.batch), len(columns)))
         increments[np.arange(len(query.batch)), inverse] = weights
         before = np.cumsum(increments, axis=0) - increments
-        scores = np.repeat(base[None, :], len(query.rows), axis=0)
-        scores[:, columns] += before[query.rows]
-        return torch.from_numpy(scores)
+        return columns, before[query.rows]
 
     def learn(self, batch: EventBatch) -> None:
         self.counts.add(batch.item_ids, batch.timestamps)

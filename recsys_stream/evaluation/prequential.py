@@ -28,7 +28,7 @@ import numpy.typing as npt
 import torch
 
 from recsys_stream._arrays import IdIndex, UserSequences, candidate_mask, target_ranks
-from recsys_stream.base import RankingQuery, RatingPredictor, StreamingRecommender
+from recsys_stream.base import RankingQuery, RatingPredictor, StreamingRecommender, TargetRanker
 from recsys_stream.evaluation.metrics import RankingLog, RatingLog
 from recsys_stream.events import EventBatch
 from recsys_stream.report import ModelFigures, PrequentialReport, RankingSeries, RatingSeries
@@ -225,12 +225,23 @@ class PrequentialEvaluator:
                         device=self.device,
                     )
                     masks[self.device] = mask
-                query = RankingQuery(batch, relevant, self._catalog.ids, columns, mask)
-                scores = model.rank_scores(query)
-                device_mask = masks.setdefault(scores.device, mask.to(scores.device))
-                targets = torch.as_tensor(columns[relevant], device=scores.device)
-                ranks = target_ranks(scores, device_mask, targets)
-                ranks_np = ranks.cpu().numpy()
+                query = RankingQuery(
+                    batch,
+                    relevant,
+                    self._catalog.ids,
+                    columns,
+                    mask,
+                    n_seen[relevant],
+                    excluded_rows,
+                    excluded_items,
+                )
+                if isinstance(model, TargetRanker):
+                    ranks_np = model.rank_targets(query)
+                else:
+                    scores = model.rank_scores(query)
+                    device_mask = masks.setdefault(scores.device, mask.to(scores.device))
+                    targets = torch.as_tensor(columns[relevant], device=scores.device)
+                    ranks_np = target_ranks(scores, device_mask, targets).cpu().numpy()
                 self._ranking[name].append(event_index[relevant], ranks_np, warm[relevant])
                 hits[name] = int((ranks_np < self.k).sum())
                 if own is not None:

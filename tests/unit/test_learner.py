@@ -48,7 +48,8 @@ def _query(learner: OnlineLearner, batch: EventBatch) -> RankingQuery:
     rows = np.arange(len(batch))
     mask = candidate_mask(len(catalog), np.full(len(batch), len(catalog)), rows[:0], rows[:0])
     columns = np.searchsorted(catalog, batch.item_ids)
-    return RankingQuery(batch, rows, catalog, columns, mask)
+    seen = np.full(len(batch), len(catalog))
+    return RankingQuery(batch, rows, catalog, columns, mask, seen, rows[:0], rows[:0])
 
 
 def test_the_learner_beats_popularity_on_a_structured_stream() -> None:

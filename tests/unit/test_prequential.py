@@ -6,12 +6,13 @@ import os
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
-from recsys_stream.base import RankingQuery
-from recsys_stream.baselines.popularity import most_popular, recent_popular
-from recsys_stream.data import load_dataset
+from recsys_stream.base import RankingQuery, TargetRanker
+from recsys_stream.baselines.popularity import Popularity, most_popular, recent_popular
+from recsys_stream.data import generate_synthetic, load_dataset
 from recsys_stream.evaluation.prequential import PrequentialEvaluator
 from recsys_stream.events import EventBatch
 
@@ -55,6 +56,48 @@ def test_baseline_figures_do_not_depend_on_the_batch_size(ml100k) -> None:
     for other in ranks[1:]:
         for expected, got in zip(ranks[0], other, strict=True):
             np.testing.assert_array_equal(expected, got)
+
+
+class _ScoresOnly:
+    """A model's ``rank_scores`` alone: the evaluator ranks its whole score matrix."""
+
+    def __init__(self, model: Popularity) -> None:
+        self.model = model
+
+    def rank_scores(self, query: RankingQuery) -> torch.Tensor:
+        return self.model.rank_scores(query)
+
+    def learn(self, batch: EventBatch) -> None:
+        self.model.learn(batch)
+
+    def state_dict(self) -> dict[str, object]:
+        return {}
+
+    def load_state_dict(self, state: dict[str, object]) -> None:
+        pass
+
+
+@pytest.mark.parametrize("half_life_days", [None, 0.02])
+def test_popularity_ranks_its_items_as_ranking_its_scores_would(half_life_days) -> None:
+    # A small catalogue (many tied counts), users re-rating items, new items inside batches.
+    ratings = generate_synthetic(3_000, n_users=60, n_items=80, seed=5).ratings
+    rng = np.random.default_rng(5)
+    repeats = ratings.iloc[rng.choice(len(ratings), 300, replace=False)].copy()
+    repeats["timestamp"] += 1
+    ratings = pd.concat([ratings, repeats]).sort_values("timestamp", kind="stable")
+    assert isinstance(Popularity(), TargetRanker)
+    evaluator = PrequentialEvaluator(
+        {
+            "ranks": Popularity(half_life_days),
+            "scores": _ScoresOnly(Popularity(half_life_days)),
+        },
+        k=10_000,  # every rank kept as it is
+    )
+    for batch in EventBatch.from_ratings(ratings).split(97):
+        evaluator.process(batch)
+    ranks = evaluator.ranking_log("ranks").ranks
+    np.testing.assert_array_equal(ranks, evaluator.ranking_log("scores").ranks)
+    assert len(np.unique(ranks)) > 20
 
 
 class _Spy:

@@ -10,7 +10,13 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from recsys_stream._arrays.retrieval import MISS, candidate_mask, target_ranks, top_k
+from recsys_stream._arrays.retrieval import (
+    MISS,
+    candidate_mask,
+    shared_score_ranks,
+    target_ranks,
+    top_k,
+)
 
 SETTINGS = settings(max_examples=150, deadline=None, derandomize=True, database=None)
 
@@ -140,6 +146,41 @@ def test_target_ranks_match_a_naive_sort(
         ranking = naive_ranking(scores[r].tolist(), mask[r].tolist())
         expected.append(ranking.index(t) if t in ranking else MISS)
     assert ranks.tolist() == expected
+
+
+@SETTINGS
+@given(st.integers(1, 14), st.integers(1, 5), st.integers(1, 4), st.integers(0, 2**32 - 1))
+def test_shared_score_ranks_match_target_ranks_of_the_whole_matrix(
+    n_items: int, rows: int, levels: int, seed: int
+) -> None:
+    rng = np.random.default_rng(seed)
+    shared = rng.integers(0, levels + 1, size=n_items) / 2.0  # few levels: many ties
+    n_explicit = int(rng.integers(1, n_items + 1))
+    explicit = np.sort(rng.choice(n_items, size=n_explicit, replace=False))
+    explicit_scores = rng.integers(0, levels + 1, size=(rows, n_explicit)) / 2.0
+    explicit_candidates = rng.random((rows, n_explicit)) < 0.8
+    targets = explicit[rng.integers(0, n_explicit, size=rows)]
+    n_pairs = int(rng.integers(0, 2 * n_items))  # repeated pairs and explicit columns among them
+    excluded_rows = rng.integers(0, rows, size=n_pairs)
+    excluded_columns = rng.integers(0, n_items, size=n_pairs)
+
+    scores = np.repeat(shared[None, :], rows, axis=0)
+    scores[:, explicit] = explicit_scores
+    mask = np.ones((rows, n_items), dtype=bool)
+    mask[excluded_rows, excluded_columns] = False
+    mask[:, explicit] = explicit_candidates
+    expected = target_ranks(torch.tensor(scores), torch.tensor(mask), torch.tensor(targets))
+
+    ranks = shared_score_ranks(
+        shared,
+        explicit,
+        explicit_scores,
+        explicit_candidates,
+        targets,
+        excluded_rows,
+        excluded_columns,
+    )
+    assert ranks.tolist() == expected.tolist()
 
 
 # ------------------------------------------------------------------------------- top_k
