@@ -70,7 +70,7 @@ def main() -> int:
         + sum(_bytes(p) for p in model.dense.parameters()) * 3
         + features.sequences.nbytes
         + _bytes(features.statistics.state_dict())
-        + _bytes(features.popularity.state_dict())
+        + sum(_bytes(counts.state_dict()) for counts in features.popularities)
         + _bytes(features.users.state_dict())
         + _bytes(features.items.state_dict())
         + learner.config.replay_capacity * (8 * 2 + 4 * 2 + (8 + 4) * model.config.context_length)

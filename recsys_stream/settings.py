@@ -12,17 +12,23 @@ honoured too.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Final, Literal
+from typing import Annotated, Any, Final, Literal
 
-from pydantic import AliasChoices, BaseModel, Field, SecretStr
+from pydantic import AliasChoices, BaseModel, BeforeValidator, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 RELEVANCE_THRESHOLD: Final = 4.0
 """A rating at or above this is relevant: the protocol's definition (../shared/PROTOCOL.md)."""
 LIKE_THRESHOLD: Final = 3.5
 """A rating (or prediction) at or above this is a like, in the like/dislike confusion matrix."""
+
+
+def _json_if_text(value: Any) -> Any:
+    """A JSON list given as text (an environment variable: ``'[1, 7, null]'``) as a list."""
+    return json.loads(value) if isinstance(value, str) else value
 
 
 def _default_cache_dir() -> Path:
@@ -313,6 +319,13 @@ class ModelConfig:
     user_lr: float = 0.02
     """Adagrad step of the user embeddings."""
     user_gate_init: float = 1.0
+    popularity_horizons_days: Annotated[
+        tuple[float | None, ...], BeforeValidator(_json_if_text)
+    ] = (1.0, 7.0, None)
+    """Half-lives of further popularity priors beside the learner's own
+    (``popularity_half_life_days``; None: all-time counts). The ranking score adds each
+    ``log(1 + count)`` with a learned weight that starts at 0: the stream decides which
+    horizons matter."""
     weight_decay: float = 0.0
     """L2 penalty on the embedding rows a step touches (offline training needs it; the online
     learner sees each event once and does not)."""

@@ -31,6 +31,7 @@ class StreamFeatures:
         *,
         context_length: int,
         popularity_half_life_days: float | None,
+        popularity_horizons_days: tuple[float | None, ...] = (),
         item_shrinkage: float,
         user_shrinkage: float,
     ) -> None:
@@ -40,7 +41,13 @@ class StreamFeatures:
         self.sequences = UserSequences()
         self.statistics = RatingStatistics(item_shrinkage, user_shrinkage)
         self.popularity = DecayedCounts(half_life_days=popularity_half_life_days)
+        self.popularity_horizons = tuple(DecayedCounts(days) for days in popularity_horizons_days)
         self._last_timestamp: float | None = None
+
+    @property
+    def popularities(self) -> tuple[DecayedCounts, ...]:
+        """The popularity counts behind the priors: the learner's own horizon first."""
+        return (self.popularity, *self.popularity_horizons)
 
     def register(self, batch: EventBatch) -> tuple[IntArray, IntArray]:
         """Rows of the batch's users and items, giving new ids new rows."""
@@ -206,8 +213,12 @@ class StreamFeatures:
         now: float | None,
         excluded: tuple[IntArray, IntArray],
     ) -> BatchInputs:
-        counts = self.popularity.counts_of(self.items.ids)
-        prior = np.log1p(self.popularity.decayed(counts, now if now is not None else 0.0))
+        at = now if now is not None else 0.0
+        ids = self.items.ids
+        prior = np.stack(
+            [np.log1p(counts.decayed(counts.counts_of(ids), at)) for counts in self.popularities],
+            axis=1,
+        )
 
         def tensor(values: npt.ArrayLike, dtype: torch.dtype) -> torch.Tensor:
             return torch.tensor(np.asarray(values), dtype=dtype, device=device)
@@ -250,7 +261,8 @@ class StreamFeatures:
         self.sequences.append(users, items, batch.ratings)
         self._last_timestamp = float(batch.timestamps[-1])
         self.statistics.update(users, items, batch.ratings, len(self.users), len(self.items))
-        self.popularity.add(batch.item_ids, batch.timestamps)
+        for counts in self.popularities:
+            counts.add(batch.item_ids, batch.timestamps)
 
     @classmethod
     def from_state_dict(cls, state: dict[str, Any], like: StreamFeatures) -> StreamFeatures:
@@ -258,6 +270,7 @@ class StreamFeatures:
         copy = cls(
             context_length=like.context_length,
             popularity_half_life_days=like.popularity.half_life_days,
+            popularity_horizons_days=tuple(c.half_life_days for c in like.popularity_horizons),
             item_shrinkage=like.statistics.item_shrinkage,
             user_shrinkage=like.statistics.user_shrinkage,
         )
@@ -272,6 +285,7 @@ class StreamFeatures:
             "sequences": self.sequences.state_dict(),
             "statistics": self.statistics.state_dict(),
             "popularity": self.popularity.state_dict(),
+            "popularity_horizons": [counts.state_dict() for counts in self.popularity_horizons],
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -281,3 +295,7 @@ class StreamFeatures:
         self.sequences = UserSequences.from_state_dict(state["sequences"])
         self.statistics.load_state_dict(state["statistics"])
         self.popularity.load_state_dict(state["popularity"])
+        for counts, counts_state in zip(
+            self.popularity_horizons, state["popularity_horizons"], strict=True
+        ):
+            counts.load_state_dict(counts_state)

@@ -38,6 +38,7 @@ class OfflineLearner:
         self._features = StreamFeatures(
             context_length=learner.model.context_length,
             popularity_half_life_days=learner.popularity_half_life_days,
+            popularity_horizons_days=learner.model.popularity_horizons_days,
             item_shrinkage=learner.item_shrinkage,
             user_shrinkage=learner.user_shrinkage,
         )

@@ -61,6 +61,7 @@ class OnlineLearner:
         self.features = StreamFeatures(
             context_length=self.config.model.context_length,
             popularity_half_life_days=self.config.popularity_half_life_days,
+            popularity_horizons_days=self.config.model.popularity_horizons_days,
             item_shrinkage=self.config.item_shrinkage,
             user_shrinkage=self.config.user_shrinkage,
         )
@@ -322,7 +323,7 @@ class OnlineLearner:
             offsets = (
                 (
                     self.model.item_bias.active()[:, 0]
-                    + self.model.dense.prior_weight * inputs.popularity_prior[:n]
+                    + inputs.popularity_prior[:n] @ self.model.dense.prior_weight
                 )
                 .detach()
                 .cpu()

@@ -81,8 +81,9 @@ class ItemDelta:
     rating_sum: FloatArray
     rating_count: FloatArray
     popularity: FloatArray
-    """Popularity counts added, kept against ``popularity_reference``."""
-    popularity_reference: float | None
+    """``[items, horizons]`` popularity counts added, each horizon's kept against its
+    ``popularity_reference``."""
+    popularity_reference: list[float | None]
     rating_total: float
     rating_events: int
     dense: dict[str, npt.NDArray[np.float32]] = field(default_factory=dict)
@@ -118,7 +119,7 @@ class ItemDelta:
             return cls(
                 item_ids=arrays["item_ids"],
                 **{name: arrays[name] for name in _ROW_FIELDS},
-                popularity_reference=header["popularity_reference"],
+                popularity_reference=list(header["popularity_reference"]),
                 rating_total=float(header["rating_total"]),
                 rating_events=int(header["rating_events"]),
                 dense={
@@ -138,7 +139,7 @@ class _ItemState:
 
     item_ids: IntArray
     rows: dict[str, npt.NDArray[np.floating]]
-    popularity_reference: float | None
+    popularity_reference: list[float | None]
     rating_total: float
     rating_events: int
     dense: dict[str, npt.NDArray[np.float32]]
@@ -170,9 +171,11 @@ class ItemSharing:
                 "bias_accumulator": _rows(model.item_bias.accumulator, n),
                 "rating_sum": _padded(statistics.item_sum, n),
                 "rating_count": _padded(statistics.item_count, n),
-                "popularity": features.popularity.counts_of(ids),
+                "popularity": np.stack(
+                    [counts.counts_of(ids) for counts in features.popularities], axis=1
+                ),
             },
-            popularity_reference=features.popularity.reference_time,
+            popularity_reference=[counts.reference_time for counts in features.popularities],
             rating_total=statistics.total,
             rating_events=statistics.count,
             dense={
@@ -195,13 +198,18 @@ class ItemSharing:
             base.rows[name] = np.concatenate([values, extra.astype(values.dtype)])
         base.item_ids = np.concatenate([base.item_ids, new_ids])
 
-    def _popularity_factor(self, source: float | None, target: float | None) -> float:
-        """What turns popularity counts kept against ``source`` into counts kept against
-        ``target`` (1 without decay or while either is unset)."""
-        half_life = self.learner.features.popularity.half_life_seconds
-        if half_life is None or source is None or target is None:
-            return 1.0
-        return float(2.0 ** ((source - target) / half_life))
+    def _popularity_factor(
+        self, sources: list[float | None], targets: list[float | None]
+    ) -> FloatArray:
+        """Per horizon, what turns popularity counts kept against its ``sources`` time into
+        counts kept against its ``targets`` time (1 without decay or while either is
+        unset)."""
+        factors = np.ones(len(targets))
+        for k, counts in enumerate(self.learner.features.popularities):
+            half_life, source, target = counts.half_life_seconds, sources[k], targets[k]
+            if half_life is not None and source is not None and target is not None:
+                factors[k] = 2.0 ** ((source - target) / half_life)
+        return factors
 
     # ------------------------------------------------------------------------ the exchange
 
@@ -281,9 +289,10 @@ class ItemSharing:
             features.statistics.add_item_totals(
                 rows, delta.rating_sum, delta.rating_count, delta.rating_total, delta.rating_events
             )
-            features.popularity.add_counts(
-                delta.item_ids, delta.popularity, delta.popularity_reference
-            )
+            for k, counts in enumerate(features.popularities):
+                counts.add_counts(
+                    delta.item_ids, delta.popularity[:, k], delta.popularity_reference[k]
+                )
             if with_model:
                 with torch.no_grad():
                     parameters = network.dense.state_dict()
@@ -298,8 +307,12 @@ class ItemSharing:
                         delta.popularity_reference, base.popularity_reference
                     )
                 base.rows[name][rows] += values  # rows are unique: one per item id
-            if base.popularity_reference is None:
-                base.popularity_reference = features.popularity.reference_time
+            base.popularity_reference = [
+                counts.reference_time if reference is None else reference
+                for counts, reference in zip(
+                    features.popularities, base.popularity_reference, strict=True
+                )
+            ]
             base.rating_total += delta.rating_total
             base.rating_events += delta.rating_events
             if with_model:

@@ -27,7 +27,8 @@ class BatchInputs:
     rating_baseline: torch.Tensor
     """Global mean + item and user effects, from the log up to each event."""
     popularity_prior: torch.Tensor
-    """``[n_items]`` log(1 + recently decayed count) of every item row, at the batch's start."""
+    """``[n_items, horizons]`` log(1 + decayed count) of every item row at the batch's start,
+    one column per popularity horizon, the learner's own (30 days by default) first."""
     excluded_rows: torch.Tensor
     excluded_items: torch.Tensor
     """``(row, item)`` pairs: what each row's user rated before it."""

@@ -9,9 +9,11 @@ Representations
     context also folds a new user in from their very first events.
 
 GMF path (ranking)
-    ``s(u, i) = <h_u, e_i> + b_i + alpha * log(1 + pop_i)``: a dot product, so scoring a whole
-    catalogue is one matrix product, plus a popularity prior (a decayed count, weighted by a
-    learned ``alpha``) that carries cold users and items.
+    ``s(u, i) = <h_u, e_i> + b_i + sum_k alpha_k * log(1 + pop_i^k)``: a dot product, so
+    scoring a whole catalogue is one matrix product, plus popularity priors that carry cold
+    users and items: counts decayed with several half-lives (30 days, 1 day, 7 days, none),
+    blended by learned weights ``alpha_k`` (the 30-day one from 1, the others from 0), so that
+    each stream finds the horizons that predict it.
 
 Rating head (GMF and MLP paths fused)
     ``r(u, i) = baseline(u, i) + gamma * sum_s a_s(i) * res_s + MLP([h_u * e_i, h_u, e_i])``:
@@ -54,7 +56,9 @@ class _DenseParameters(nn.Module):
         ages = torch.arange(config.context_length - 1, -1, -1, dtype=torch.float32)
         self.slot_logits = nn.Parameter(ages * math.log(config.context_decay))
         self.attention_slot_logits = nn.Parameter(torch.zeros(config.context_length))
-        self.prior_weight = nn.Parameter(torch.tensor(1.0))
+        # The learner's own horizon starts as RecentPopular's prior; the others from 0.
+        horizons = len(config.popularity_horizons_days)
+        self.prior_weight = nn.Parameter(torch.tensor([1.0] + [0.0] * horizons))
         self.user_gate = nn.Parameter(torch.tensor(config.user_gate_init))
         self.attention_log_temperature = nn.Parameter(torch.tensor(0.0))
         self.attention_weight = nn.Parameter(torch.tensor(0.5))
@@ -180,7 +184,7 @@ class ContextualNeuMF:
         n = self.n_items
         scores = user_vectors @ self.item_embedding.active().T
         return (
-            scores + self.item_bias.active()[:, 0] + self.dense.prior_weight * popularity_prior[:n]
+            scores + self.item_bias.active()[:, 0] + popularity_prior[:n] @ self.dense.prior_weight
         )
 
     @torch.inference_mode()
@@ -211,10 +215,8 @@ class ContextualNeuMF:
             remapped, context_vectors, self.user_embedding.take(user_rows)
         )
         targets = remapped.items
-        prior = inputs.popularity_prior[item_rows]
-        logits = torch.addmm(
-            bias + self.dense.prior_weight * prior - log_sampling, user_vectors, item_table.T
-        )
+        prior = inputs.popularity_prior[item_rows] @ self.dense.prior_weight
+        logits = torch.addmm(bias + prior - log_sampling, user_vectors, item_table.T)
         seen = (remapped.excluded_items >= 0) & (
             remapped.excluded_items != targets[remapped.excluded_rows]
         )
@@ -250,7 +252,7 @@ class ContextualNeuMF:
         (count + 1) ** ``negative_sampling_power``. On a small catalogue this covers nearly every
         item; on a large one it keeps the step's cost independent of the catalogue's size.
         """
-        counts = torch.expm1(inputs.popularity_prior[: self.n_items])
+        counts = torch.expm1(inputs.popularity_prior[: self.n_items, 0])
         weights = (counts + 1.0) ** self.config.negative_sampling_power
         probability = weights / weights.sum()
         negatives = torch.multinomial(

@@ -119,6 +119,28 @@ def test_a_new_user_is_folded_in_from_their_first_events() -> None:
     assert not {101, 105, 110} & set(recommended)
 
 
+def test_popularity_priors_at_every_horizon_are_blended_by_learned_weights() -> None:
+    learner = _learner(model=dataclasses.replace(SMALL, popularity_horizons_days=(1.0, None)))
+    assert learner.model.dense.prior_weight.tolist() == [1.0, 0.0, 0.0]  # RecentPopular's prior
+    batches = list(EventBatch.from_ratings(_stream().ratings).split(500))
+    for batch in batches:
+        learner.learn(batch)
+    inputs = learner._scoring_inputs(batches[-1])
+    assert inputs.popularity_prior.shape == (len(learner.features.items), 3)
+    all_time = learner.features.popularity_horizons[1]
+    expected = np.log1p(all_time.counts_of(learner.features.items.ids))
+    np.testing.assert_allclose(inputs.popularity_prior[:, 2].numpy(), expected, rtol=1e-6)
+    assert (learner.model.dense.prior_weight[1:] != 0).all()  # the stream moved them
+
+
+def test_without_further_horizons_the_prior_is_recent_popularitys_alone() -> None:
+    learner = _learner(model=dataclasses.replace(SMALL, popularity_horizons_days=()))
+    batch = next(EventBatch.from_ratings(_stream().ratings).split(500))
+    learner.learn(batch)
+    assert learner.model.dense.prior_weight.shape == (1,)
+    assert learner._scoring_inputs(batch).popularity_prior.shape[1] == 1
+
+
 def test_an_unknown_user_gets_the_cold_start_list() -> None:
     learner = _learner()
     for batch in EventBatch.from_ratings(_stream().ratings).split(500):

@@ -30,8 +30,12 @@ def item_state(learner: OnlineLearner, ids: list[int]) -> dict[str, np.ndarray]:
         "bias": model.item_bias.weight[rows].numpy(),
         "rating_sum": features.statistics.item_sum[rows],
         "rating_count": features.statistics.item_count[rows],
-        # Counts are kept against each learner's own reference time: compare decayed ones.
-        "popularity": features.popularity.decayed(features.popularity.counts_of(ids), at=100.0),
+        # Counts are kept against each learner's own reference time: compare decayed ones, at
+        # every horizon.
+        **{
+            f"popularity {counts.half_life_days}": counts.decayed(counts.counts_of(ids), at=100.0)
+            for counts in features.popularities
+        },
         **{name: p.detach().numpy() for name, p in model.dense.state_dict().items()},
     }
 
