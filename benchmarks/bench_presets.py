@@ -44,6 +44,9 @@ def _ablations(config: LearnerConfig) -> dict[str, LearnerConfig]:
             config, retrain=dataclasses.replace(retrain, every_events=None, every_seconds=None)
         ),
         "no replay reservoir": dataclasses.replace(config, replay_per_batch=0),
+        "one popularity horizon (30 days)": dataclasses.replace(
+            config, model=dataclasses.replace(model, popularity_horizons_days=())
+        ),
     }
 
 
