@@ -11,9 +11,9 @@ Representations
 GMF path (ranking)
     ``s(u, i) = <h_u, e_i> + b_i + sum_k alpha_k * log(1 + pop_i^k)``: a dot product, so
     scoring a whole catalogue is one matrix product, plus popularity priors that carry cold
-    users and items: counts decayed with several half-lives (30 days, 1 day, 7 days, none),
-    blended by learned weights ``alpha_k`` (the 30-day one from 1, the others from 0), so that
-    each stream finds the horizons that predict it.
+    users and items: counts decayed with several half-lives (by default 30 days, 1 day,
+    7 days and none), blended by learned weights ``alpha_k`` (the 30-day one from 1, the
+    others from 0), so that each stream finds the horizons that predict it.
 
 Rating head (GMF and MLP paths fused)
     ``r(u, i) = baseline(u, i) + gamma * sum_s a_s(i) * res_s + MLP([h_u * e_i, h_u, e_i])``:
