@@ -48,10 +48,16 @@ class DecayedCounts:
 
     def decayed(self, counts: npt.NDArray[np.float64], at: float) -> npt.NDArray[np.float64]:
         """Turn :meth:`counts_of` values into decayed counts at time ``at`` (identity when
-        there is no decay)."""
+        there is no decay).
+
+        An ``at`` before the reference time (a stream out of time order: partitions read one
+        after another from a backlog) is read as the reference time: counts are never grown
+        back in time, which past 1,024 half-lives would overflow a float.
+        """
         if self.half_life_seconds is None or self._reference_time is None:
             return counts
-        decay = 2.0 ** (-(at - self._reference_time) / self.half_life_seconds)
+        elapsed = max(at - self._reference_time, 0.0)
+        decay = 2.0 ** (-elapsed / self.half_life_seconds)
         return np.asarray(counts * decay, dtype=np.float64)
 
     def weights(self, timestamps: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
@@ -84,12 +90,15 @@ class DecayedCounts:
         """Add counts kept against ``reference_time`` (another instance's, with the same half
         life): what another trainer worker counted, for instance."""
         counts = np.asarray(counts, dtype=np.float64)
-        if self.half_life_seconds is not None and reference_time is not None:
-            if self._reference_time is None:
+        half_life = self.half_life_seconds
+        if half_life is not None and reference_time is not None:
+            if self._reference_time is None or reference_time > self._reference_time:
+                # Move the reference forward (scaling the counts held down) rather than scale
+                # later counts up: a factor above 1 overflows past 1,024 half-lives.
+                if self._reference_time is not None:
+                    self._counts *= 2.0 ** ((self._reference_time - reference_time) / half_life)
                 self._reference_time = reference_time
-            counts = counts * 2.0 ** (
-                (reference_time - self._reference_time) / self.half_life_seconds
-            )
+            counts = counts * 2.0 ** ((reference_time - self._reference_time) / half_life)
         self._add_weights(ids, counts)
 
     def _add_weights(self, ids: npt.ArrayLike, weights: npt.NDArray[np.float64]) -> None:

@@ -198,15 +198,35 @@ class ItemSharing:
             base.rows[name] = np.concatenate([values, extra.astype(values.dtype)])
         base.item_ids = np.concatenate([base.item_ids, new_ids])
 
+    def _advance_base_popularity(self, references: list[float | None]) -> None:
+        """Keep the base's popularity counts against the later of its reference times and
+        ``references`` (a delta's), so that :meth:`_popularity_factor` only ever scales
+        counts down (up, it overflows past 1,024 half-lives)."""
+        base = self._base
+        kept = list(base.popularity_reference)  # a new list: deltas hold the old one
+        for k, reference in enumerate(references):
+            current = kept[k]
+            if reference is not None and current is not None and reference > current:
+                factor = self._popularity_factor([current], [reference], horizons=[k])[0]
+                base.rows["popularity"][:, k] *= factor
+                kept[k] = reference
+        base.popularity_reference = kept
+
     def _popularity_factor(
-        self, sources: list[float | None], targets: list[float | None]
+        self,
+        sources: list[float | None],
+        targets: list[float | None],
+        horizons: list[int] | None = None,
     ) -> FloatArray:
-        """Per horizon, what turns popularity counts kept against its ``sources`` time into
-        counts kept against its ``targets`` time (1 without decay or while either is
-        unset)."""
+        """Per horizon (all, or those of ``horizons``), what turns popularity counts kept
+        against its ``sources`` time into counts kept against its ``targets`` time (1 without
+        decay or while either is unset); targets are never earlier than sources."""
+        popularities = self.learner.features.popularities
+        chosen = range(len(popularities)) if horizons is None else horizons
         factors = np.ones(len(targets))
-        for k, counts in enumerate(self.learner.features.popularities):
-            half_life, source, target = counts.half_life_seconds, sources[k], targets[k]
+        for k, horizon in enumerate(chosen):
+            half_life = popularities[horizon].half_life_seconds
+            source, target = sources[k], targets[k]
             if half_life is not None and source is not None and target is not None:
                 factors[k] = 2.0 ** ((source - target) / half_life)
         return factors
@@ -242,7 +262,7 @@ class ItemSharing:
                 rating_sum=changes["rating_sum"][changed],
                 rating_count=changes["rating_count"][changed],
                 popularity=changes["popularity"][changed],
-                popularity_reference=current.popularity_reference,
+                popularity_reference=list(current.popularity_reference),
                 rating_total=current.rating_total - base.rating_total,
                 rating_events=current.rating_events - base.rating_events,
                 dense={name: value - base.dense[name] for name, value in current.dense.items()},
@@ -300,6 +320,7 @@ class ItemSharing:
                         parameters[name].add_(torch.as_tensor(change, device=network.device))
             # What was received is not the local worker's own change: the base moves with it.
             base = self._base
+            self._advance_base_popularity(delta.popularity_reference)
             for name in _ROW_FIELDS if with_model else _LOG_FIELDS:
                 values = getattr(delta, name).reshape(base.rows[name][rows].shape)
                 if name == "popularity":

@@ -133,6 +133,19 @@ def test_popularity_priors_at_every_horizon_are_blended_by_learned_weights() -> 
     assert (learner.model.dense.prior_weight[1:] != 0).all()  # the stream moved them
 
 
+def test_a_stream_years_out_of_time_order_keeps_learning_and_serving() -> None:
+    # Partitions of a backlog read one after another: a batch 3,000 days (3,000 half-lives
+    # of the 1-day horizon) before the events already counted.
+    learner = _learner()
+    far = 3_000 * 86_400.0
+    learner.learn(EventBatch.from_arrays([1, 2], [10, 20], [5.0, 4.0], [far, far + 1]))
+    learner.learn(EventBatch.from_arrays([3, 3], [10, 30], [5.0, 4.0], [0.0, 1.0]))
+    items, _, _ = learner.serving_state([3], k=2)
+    assert items.tolist() == [[20, -1]]
+    prior = learner._scoring_inputs(EventBatch.from_arrays([4], [10], [5.0], [2.0]))
+    assert torch.isfinite(prior.popularity_prior).all()
+
+
 def test_without_further_horizons_the_prior_is_recent_popularitys_alone() -> None:
     learner = _learner(model=dataclasses.replace(SMALL, popularity_horizons_days=()))
     batch = next(EventBatch.from_ratings(_stream().ratings).split(500))

@@ -60,6 +60,35 @@ def test_two_workers_end_an_exchange_with_the_same_item_state() -> None:
     assert one.features.statistics.count == two.features.statistics.count == 7
 
 
+def test_workers_years_apart_in_event_time_exchange_exactly_without_overflow() -> None:
+    # A backlog read partition by partition: one worker is 3,000 days (3,000 half-lives of
+    # the 1-day horizon) ahead of the other; scaling counts up by 2^3000 would overflow.
+    far = 3_000 * 86_400
+    one, two = OnlineLearner(CONFIG), OnlineLearner(CONFIG)
+    sharing = ItemSharing(one), ItemSharing(two)
+    one.learn(batch([1, 1, 3], [10, 20, 20]))
+    two.learn(batch([2, 2], [20, 30], start=far))
+    exchange(*sharing)
+    one.learn(batch([1], [30], start=5))  # its own clock, behind the reference it now holds
+    two.learn(batch([2], [40], start=far + 5))
+    exchange(*sharing)
+    ids = [10, 20, 30, 40]
+    for learner in (one, two):
+        for counts in learner.features.popularities:
+            assert np.isfinite(counts.counts_of(ids)).all()
+        learner.serving_state([1, 2], k=3)  # reads the priors at its last event's time
+    for counts_one, counts_two in zip(
+        one.features.popularities, two.features.popularities, strict=True
+    ):
+        at = far + 10
+        np.testing.assert_allclose(
+            counts_one.decayed(counts_one.counts_of(ids), at),
+            counts_two.decayed(counts_two.counts_of(ids), at),
+            rtol=1e-9,
+            err_msg=str(counts_one.half_life_days),
+        )
+
+
 def test_changes_are_summed_each_counted_from_the_items_initial_row() -> None:
     reference = OnlineLearner(CONFIG)
     one, two = OnlineLearner(CONFIG), OnlineLearner(CONFIG)
