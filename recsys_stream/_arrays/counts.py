@@ -90,16 +90,22 @@ class DecayedCounts:
         """Add counts kept against ``reference_time`` (another instance's, with the same half
         life): what another trainer worker counted, for instance."""
         counts = np.asarray(counts, dtype=np.float64)
-        half_life = self.half_life_seconds
-        if half_life is not None and reference_time is not None:
+        if self.half_life_seconds is not None and reference_time is not None:
             if self._reference_time is None or reference_time > self._reference_time:
                 # Move the reference forward (scaling the counts held down) rather than scale
                 # later counts up: a factor above 1 overflows past 1,024 half-lives.
-                if self._reference_time is not None:
-                    self._counts *= 2.0 ** ((self._reference_time - reference_time) / half_life)
+                self._counts *= self.conversion(self._reference_time, reference_time)
                 self._reference_time = reference_time
-            counts = counts * 2.0 ** ((reference_time - self._reference_time) / half_life)
+            counts = counts * self.conversion(reference_time, self._reference_time)
         self._add_weights(ids, counts)
+
+    def conversion(self, source: float | None, target: float | None) -> float:
+        """What turns counts kept against the reference time ``source`` into counts kept
+        against ``target`` (1 without decay or while either is unset). Callers keep
+        ``target >= source``: the factor is then at most 1 and never overflows."""
+        if self.half_life_seconds is None or source is None or target is None:
+            return 1.0
+        return float(2.0 ** ((source - target) / self.half_life_seconds))
 
     def _add_weights(self, ids: npt.ArrayLike, weights: npt.NDArray[np.float64]) -> None:
         rows = self._ids.add(ids)

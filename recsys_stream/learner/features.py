@@ -45,6 +45,11 @@ class StreamFeatures:
         self._last_timestamp: float | None = None
 
     @property
+    def popularity_horizons_days(self) -> tuple[float | None, ...]:
+        """The half-lives of the further popularity priors (None: all-time)."""
+        return tuple(counts.half_life_days for counts in self.popularity_horizons)
+
+    @property
     def popularities(self) -> tuple[DecayedCounts, ...]:
         """The popularity counts behind the priors: the learner's own horizon first."""
         return (self.popularity, *self.popularity_horizons)
@@ -270,7 +275,7 @@ class StreamFeatures:
         copy = cls(
             context_length=like.context_length,
             popularity_half_life_days=like.popularity.half_life_days,
-            popularity_horizons_days=tuple(c.half_life_days for c in like.popularity_horizons),
+            popularity_horizons_days=like.popularity_horizons_days,
             item_shrinkage=like.statistics.item_shrinkage,
             user_shrinkage=like.statistics.user_shrinkage,
         )

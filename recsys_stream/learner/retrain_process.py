@@ -189,7 +189,7 @@ def _features_config(features: StreamFeatures) -> dict[str, Any]:
     return {
         "context_length": features.context_length,
         "popularity_half_life_days": features.popularity.half_life_days,
-        "popularity_horizons_days": tuple(c.half_life_days for c in features.popularity_horizons),
+        "popularity_horizons_days": features.popularity_horizons_days,
         "item_shrinkage": features.statistics.item_shrinkage,
         "user_shrinkage": features.statistics.user_shrinkage,
     }

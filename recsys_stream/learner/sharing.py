@@ -204,32 +204,28 @@ class ItemSharing:
         counts down (up, it overflows past 1,024 half-lives)."""
         base = self._base
         kept = list(base.popularity_reference)  # a new list: deltas hold the old one
-        for k, reference in enumerate(references):
+        for k, (counts, reference) in enumerate(
+            zip(self.learner.features.popularities, references, strict=True)
+        ):
             current = kept[k]
             if reference is not None and current is not None and reference > current:
-                factor = self._popularity_factor([current], [reference], horizons=[k])[0]
-                base.rows["popularity"][:, k] *= factor
+                base.rows["popularity"][:, k] *= counts.conversion(current, reference)
                 kept[k] = reference
         base.popularity_reference = kept
 
     def _popularity_factor(
-        self,
-        sources: list[float | None],
-        targets: list[float | None],
-        horizons: list[int] | None = None,
+        self, sources: list[float | None], targets: list[float | None]
     ) -> FloatArray:
-        """Per horizon (all, or those of ``horizons``), what turns popularity counts kept
-        against its ``sources`` time into counts kept against its ``targets`` time (1 without
-        decay or while either is unset); targets are never earlier than sources."""
-        popularities = self.learner.features.popularities
-        chosen = range(len(popularities)) if horizons is None else horizons
-        factors = np.ones(len(targets))
-        for k, horizon in enumerate(chosen):
-            half_life = popularities[horizon].half_life_seconds
-            source, target = sources[k], targets[k]
-            if half_life is not None and source is not None and target is not None:
-                factors[k] = 2.0 ** ((source - target) / half_life)
-        return factors
+        """Per horizon, what turns popularity counts kept against its ``sources`` time into
+        counts kept against its ``targets`` time (targets are never earlier than sources)."""
+        return np.array(
+            [
+                counts.conversion(source, target)
+                for counts, source, target in zip(
+                    self.learner.features.popularities, sources, targets, strict=True
+                )
+            ]
+        )
 
     # ------------------------------------------------------------------------ the exchange
 
