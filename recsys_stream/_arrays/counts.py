@@ -6,6 +6,10 @@ lists all read how often (and how recently) each item was rated. A decayed count
 ranking only needs the undecayed sums of ``2^(t_k/h)``, kept relative to a reference time for
 numerical range; :meth:`DecayedCounts.decayed` turns them into true decayed counts.
 
+Decayed counts are read at the stream's clock at the earliest (the latest event time counted):
+in a stream out of time order (partitions read one after another from a backlog) a read before
+some counted occurrences would weigh each of them more than 1, up to ``2^(days ahead / h)``.
+
 >>> counts = DecayedCounts()
 >>> counts.add(np.array([10, 20, 20]), np.array([0.0, 1.0, 2.0]))
 >>> counts.counts_of(np.array([10, 20, 99])).tolist()
@@ -36,6 +40,7 @@ class DecayedCounts:
         self._ids = IdIndex()
         self._counts = np.zeros(1024, dtype=np.float64)
         self._reference_time: float | None = None
+        self._clock: float | None = None
 
     @property
     def half_life_days(self) -> float | None:
@@ -48,17 +53,23 @@ class DecayedCounts:
 
     def decayed(self, counts: npt.NDArray[np.float64], at: float) -> npt.NDArray[np.float64]:
         """Turn :meth:`counts_of` values into decayed counts at time ``at`` (identity when
-        there is no decay).
-
-        An ``at`` before the reference time (a stream out of time order: partitions read one
-        after another from a backlog) is read as the reference time: counts are never grown
-        back in time, which past 1,024 half-lives would overflow a float.
-        """
+        there is no decay), each occurrence weighing at most 1: an ``at`` before the
+        :attr:`clock` (a stream out of time order) is read as the clock."""
         if self.half_life_seconds is None or self._reference_time is None:
             return counts
-        elapsed = max(at - self._reference_time, 0.0)
-        decay = 2.0 ** (-elapsed / self.half_life_seconds)
-        return np.asarray(counts * decay, dtype=np.float64)
+        at = max(at, self._clock if self._clock is not None else at)
+        elapsed = at - self._reference_time
+        return np.asarray(counts * 2.0 ** (-elapsed / self.half_life_seconds), dtype=np.float64)
+
+    @property
+    def clock(self) -> float | None:
+        """The latest event time counted (or received with :meth:`add_counts`); None until
+        the first count."""
+        return self._clock
+
+    def _advance(self, clock: float) -> None:
+        if self._clock is None or clock > self._clock:
+            self._clock = clock
 
     def weights(self, timestamps: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
         """What an occurrence at each of ``timestamps`` adds, on the current reference time
@@ -78,6 +89,8 @@ class DecayedCounts:
     def add(self, ids: npt.ArrayLike, timestamps: npt.NDArray[np.float64]) -> None:
         """Count one occurrence of each id at its timestamp."""
         self._add_weights(ids, self.weights(timestamps))
+        if len(timestamps):
+            self._advance(float(np.max(timestamps)))
 
     @property
     def reference_time(self) -> float | None:
@@ -85,11 +98,18 @@ class DecayedCounts:
         return self._reference_time
 
     def add_counts(
-        self, ids: npt.ArrayLike, counts: npt.NDArray[np.float64], reference_time: float | None
+        self,
+        ids: npt.ArrayLike,
+        counts: npt.NDArray[np.float64],
+        reference_time: float | None,
+        clock: float | None,
     ) -> None:
         """Add counts kept against ``reference_time`` (another instance's, with the same half
-        life): what another trainer worker counted, for instance."""
+        life) of occurrences up to ``clock`` (its :attr:`clock`): what another trainer worker
+        counted, for instance."""
         counts = np.asarray(counts, dtype=np.float64)
+        if clock is not None:
+            self._advance(clock)
         if self.half_life_seconds is not None and reference_time is not None:
             if self._reference_time is None or reference_time > self._reference_time:
                 # Move the reference forward (scaling the counts held down) rather than scale
@@ -120,6 +140,7 @@ class DecayedCounts:
             "items": self._ids.state_dict(),
             "counts": self._counts[: len(self._ids)].copy(),
             "reference_time": self._reference_time,
+            "clock": self._clock,
         }
 
     def load_state_dict(self, state: dict[str, object]) -> None:
@@ -131,3 +152,5 @@ class DecayedCounts:
         self._counts = np.concatenate([counts, np.zeros(max(1024, len(counts)))])
         reference = state["reference_time"]
         self._reference_time = None if reference is None else float(reference)  # type: ignore[arg-type]
+        clock = state["clock"]
+        self._clock = None if clock is None else float(clock)  # type: ignore[arg-type]

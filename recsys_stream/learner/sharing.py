@@ -84,6 +84,8 @@ class ItemDelta:
     """``[items, horizons]`` popularity counts added, each horizon's kept against its
     ``popularity_reference``."""
     popularity_reference: list[float | None]
+    popularity_clock: float | None
+    """The latest event time the sender's counts hold (their clock)."""
     rating_total: float
     rating_events: int
     dense: dict[str, npt.NDArray[np.float32]] = field(default_factory=dict)
@@ -100,6 +102,7 @@ class ItemDelta:
             _MAGIC,
             {
                 "popularity_reference": self.popularity_reference,
+                "popularity_clock": self.popularity_clock,
                 "rating_total": self.rating_total,
                 "rating_events": self.rating_events,
                 "events": self.events,
@@ -120,6 +123,7 @@ class ItemDelta:
                 item_ids=arrays["item_ids"],
                 **{name: arrays[name] for name in _ROW_FIELDS},
                 popularity_reference=list(header["popularity_reference"]),
+                popularity_clock=header["popularity_clock"],
                 rating_total=float(header["rating_total"]),
                 rating_events=int(header["rating_events"]),
                 dense={
@@ -140,6 +144,7 @@ class _ItemState:
     item_ids: IntArray
     rows: dict[str, npt.NDArray[np.floating]]
     popularity_reference: list[float | None]
+    popularity_clock: float | None
     rating_total: float
     rating_events: int
     dense: dict[str, npt.NDArray[np.float32]]
@@ -176,6 +181,7 @@ class ItemSharing:
                 ),
             },
             popularity_reference=[counts.reference_time for counts in features.popularities],
+            popularity_clock=features.popularity.clock,
             rating_total=statistics.total,
             rating_events=statistics.count,
             dense={
@@ -259,6 +265,7 @@ class ItemSharing:
                 rating_count=changes["rating_count"][changed],
                 popularity=changes["popularity"][changed],
                 popularity_reference=list(current.popularity_reference),
+                popularity_clock=current.popularity_clock,
                 rating_total=current.rating_total - base.rating_total,
                 rating_events=current.rating_events - base.rating_events,
                 dense={name: value - base.dense[name] for name, value in current.dense.items()},
@@ -307,7 +314,10 @@ class ItemSharing:
             )
             for k, counts in enumerate(features.popularities):
                 counts.add_counts(
-                    delta.item_ids, delta.popularity[:, k], delta.popularity_reference[k]
+                    delta.item_ids,
+                    delta.popularity[:, k],
+                    delta.popularity_reference[k],
+                    delta.popularity_clock,
                 )
             if with_model:
                 with torch.no_grad():

@@ -38,9 +38,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 FORMAT = "recsys-stream-checkpoint"
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 """Version of the payload (the processor's state); 2 since popularity priors at several
-horizons (the features' counts and the model's prior weights)."""
+horizons (the features' counts and the model's prior weights), 3 since the counts' clock."""
 MAGIC: Final = b"RSCKPT\x00\x02"
 """The first bytes of a checkpoint file with a checksum (file format 2)."""
 _DIGEST_BYTES: Final = 32

@@ -89,6 +89,28 @@ def test_workers_years_apart_in_event_time_exchange_exactly_without_overflow() -
         )
 
 
+def test_a_worker_behind_in_event_time_reads_the_priors_at_the_groups_clock() -> None:
+    # The other worker's counts hold events 200 days (half-lives of the 1-day horizon) ahead
+    # of this worker's own: its priors read them at most once each, not 2^200 times.
+    ahead = 200 * 86_400
+    one, two = OnlineLearner(CONFIG), OnlineLearner(CONFIG)
+    sharing = ItemSharing(one), ItemSharing(two)
+    one.learn(batch([1], [10]))
+    two.learn(batch([2], [20]))
+    exchange(*sharing)
+    two.learn(batch([2, 4], [20, 30], start=ahead))
+    exchange(*sharing)
+    one.learn(batch([1], [40], start=5))
+    assert one.features.popularity.clock == ahead + 1  # two's last event
+    query = batch([3], [10], start=6)
+    users, items = one.features.rows(query)
+    inputs = one.features.inputs(query, users, items, one.device, with_exclusions=False)
+    held = np.array([1.0, 2.0, 1.0, 1.0])  # items 10, 20, 30, 40: events each
+    rows = one.features.items.lookup([10, 20, 30, 40])
+    prior = inputs.popularity_prior[torch.as_tensor(rows)].numpy()
+    assert (prior <= np.log1p(held)[:, None] + 1e-6).all()
+
+
 def test_changes_are_summed_each_counted_from_the_items_initial_row() -> None:
     reference = OnlineLearner(CONFIG)
     one, two = OnlineLearner(CONFIG), OnlineLearner(CONFIG)
