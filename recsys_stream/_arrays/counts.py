@@ -57,7 +57,8 @@ class DecayedCounts:
         :attr:`clock` (a stream out of time order) is read as the clock."""
         if self.half_life_seconds is None or self._reference_time is None:
             return counts
-        at = max(at, self._clock if self._clock is not None else at)
+        if self._clock is not None:
+            at = max(at, self._clock)
         elapsed = at - self._reference_time
         return np.asarray(counts * 2.0 ** (-elapsed / self.half_life_seconds), dtype=np.float64)
 

@@ -140,8 +140,8 @@ class ContextualNeuMF:
         present = inputs.context_items >= 0
         weights = torch.exp(self.dense.slot_logits)[None, :] * present
         weights = weights / weights.sum(1, keepdim=True).clamp(min=1e-6)
-        # Products and sums rather than bmm: a bmm of [B] tiny matrices is ~1.5x slower on
-        # the CPU, forward and backward (benchmarks/bench_throughput.py's learner figures).
+        # Products and sums rather than bmm: a bmm of [B] tiny matrices is 1.5-2.5x slower on
+        # the CPU, forward and backward (docs/benchmarks.md, reruns of 2026-12-07).
         pooled = (weights.unsqueeze(2) * context_vectors).sum(1)
         user_rows = inputs.users
         user_vectors = users[user_rows.clamp(min=0)] * (user_rows >= 0)[:, None]
