@@ -4,7 +4,8 @@ processes (trainer workers exchanging deltas and handing users over).
 ``magic``, the length of the header (4 bytes, little-endian), the header (JSON: the caller's
 scalars, and each array's name, dtype and shape), then the arrays' bytes in order: no pickle, so
 bytes from another process can be read without trusting them, and no archive format, so packing
-costs about one copy.
+costs about one copy. Floating-point arrays must hold finite values only: this is state that
+crosses processes, and a non-finite value would spread wherever it is added.
 
 >>> data = pack(b"DEMO\\x01", {"answer": 42}, {"ids": np.array([3, 1, 2])})
 >>> header, arrays = unpack(data, b"DEMO\\x01", "a demo")
@@ -14,6 +15,10 @@ costs about one copy.
 Traceback (most recent call last):
 ...
 ValueError: an unreadable a demo: buffer is smaller than requested size
+>>> unpack(pack(b"DEMO\\x01", {}, {"rows": np.array([1.0, np.nan])}), b"DEMO\\x01", "a demo")
+Traceback (most recent call last):
+...
+ValueError: an unreadable a demo: 'rows' holds values that are not finite
 """
 
 from __future__ import annotations
@@ -67,6 +72,10 @@ def _parse(data: bytes, at: int) -> tuple[dict[str, Any], dict[str, npt.NDArray[
     for name, dtype, shape in header.pop("arrays"):
         count = int(np.prod(shape))
         value = np.frombuffer(data, dtype=np.dtype(dtype), count=count, offset=at)
+        if value.dtype.kind in "fc" and not np.isfinite(value).all():
+            # Learned and counted state is finite; a NaN taken in would spread to every row
+            # it touches, and on through every worker that shares them.
+            raise ValueError(f"{name!r} holds values that are not finite")
         arrays[name] = value.reshape(shape).copy()
         at += value.nbytes
     if at != len(data):

@@ -44,8 +44,9 @@ def candidate_mask(
 def target_ranks(scores: torch.Tensor, mask: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """0-based rank of ``targets[r]`` among the candidates of row r.
 
-    A target that is not a candidate of its row (never seen before, or excluded) gets rank
-    :data:`MISS`, a miss at every cut-off.
+    A target that is not a candidate of its row (never seen before, or excluded), or whose
+    score is not finite, gets rank :data:`MISS`, a miss at every cut-off: a NaN compares false
+    with everything, and would otherwise rank first.
     """
     n_items = scores.shape[1]
     targets = targets.to(scores.device)[:, None]
@@ -57,7 +58,7 @@ def target_ranks(scores: torch.Tensor, mask: torch.Tensor, targets: torch.Tensor
     # Summed as bytes into int32: a sum of bools widens every element to int64 first (~1.5x
     # slower on a 9.7k-item catalogue, and the evaluator ranks for every model).
     ranks = beats.view(torch.uint8).sum(dim=1, dtype=torch.int32).long()
-    valid = mask.gather(1, targets).squeeze(1)
+    valid = mask.gather(1, targets).squeeze(1) & torch.isfinite(target_score).squeeze(1)
     return torch.where(valid, ranks, torch.full_like(ranks, MISS))
 
 
@@ -128,7 +129,7 @@ def shared_score_ranks(
     every_row = np.arange(n_rows)
     position = np.searchsorted(explicit_columns, targets)
     target_scores = explicit_scores[every_row, position]
-    valid = explicit_candidates[every_row, position]
+    valid = explicit_candidates[every_row, position] & np.isfinite(target_scores)
 
     earlier = explicit_columns[None, :] < targets[:, None]
     beats = np.where(

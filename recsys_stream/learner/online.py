@@ -12,6 +12,7 @@ serving its state (top-K lists, user states, model snapshots).
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 import time
@@ -31,9 +32,11 @@ from recsys_stream.learner.refit import ModelBase
 from recsys_stream.learner.replay_buffer import ReplayBuffer, concatenate
 from recsys_stream.learner.retrain import BackgroundRetrain
 from recsys_stream.learner.retrain_process import ProcessRetrain
-from recsys_stream.model import BatchInputs, ContextualNeuMF
+from recsys_stream.model import BatchInputs, ContextualNeuMF, StepLosses
 from recsys_stream.serving import ModelSnapshot, UserState
 from recsys_stream.settings import RELEVANCE_THRESHOLD, LearnerConfig
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -73,7 +76,10 @@ class OnlineLearner:
         self.version = 1
         self.events_learned = 0
         self.retrains_completed = 0
-        self.last_losses: dict[str, float] = {}
+        self.last_losses: StepLosses | None = None
+        """What the model's latest online step reported (None before the first)."""
+        self.steps_skipped = 0
+        """Micro-batches whose loss was not finite: learned nothing (they stay in the log)."""
         self._retrain: BackgroundRetrain | ProcessRetrain | None = None
         self._refit: _Refit | None = None
         """A retrain started with ``swap=False``: what its snapshot covers, then (done) its
@@ -108,6 +114,14 @@ class OnlineLearner:
             replayed = self.replay.sample(self.config.replay_per_batch, inputs)
             learned = concatenate(inputs, replayed)
             self.last_losses = self.model.learn(learned)
+            if not self.last_losses.applied:
+                self.steps_skipped += 1
+                log.warning(
+                    "skipped the step of a micro-batch of %d events: its loss was not finite "
+                    "(%d skipped so far); the model is as before it",
+                    len(batch),
+                    self.steps_skipped,
+                )
             self.mark_changed(learned.users.cpu().numpy())
             self.replay.add(inputs)
             self.events_learned += len(batch)
@@ -353,6 +367,7 @@ class OnlineLearner:
                 "version": self.version,
                 "events_learned": self.events_learned,
                 "retrains_completed": self.retrains_completed,
+                "steps_skipped": self.steps_skipped,
                 "events_at_last_retrain": self._events_at_last_retrain,
             }
 
@@ -364,4 +379,5 @@ class OnlineLearner:
             self.version = int(state["version"])
             self.events_learned = int(state["events_learned"])
             self.retrains_completed = int(state["retrains_completed"])
+            self.steps_skipped = int(state.get("steps_skipped", 0))
             self._events_at_last_retrain = int(state["events_at_last_retrain"])

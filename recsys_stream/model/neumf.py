@@ -31,6 +31,7 @@ Objective
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from typing import Any
 
@@ -42,6 +43,7 @@ from torch import nn
 
 from recsys_stream.model.adam import Adam
 from recsys_stream.model.inputs import BatchInputs
+from recsys_stream.model.losses import StepLosses
 from recsys_stream.model.tables import EmbeddingTable
 from recsys_stream.settings import RELEVANCE_THRESHOLD, ModelConfig
 
@@ -201,8 +203,10 @@ class ContextualNeuMF:
 
     # ----------------------------------------------------------------------- learning
 
-    def learn(self, inputs: BatchInputs) -> dict[str, float]:
-        """One gradient step on a micro-batch (rows registered: no ``-1`` users or items)."""
+    def learn(self, inputs: BatchInputs) -> StepLosses:
+        """One gradient step on a micro-batch (rows registered: no ``-1`` users or items).
+
+        A step whose loss is not finite is not applied (:attr:`StepLosses.applied`)."""
         config = self.config
         item_rows, log_sampling = self._candidates(inputs)
         # Renumber items into the candidate rows: every row the step reads is among them.
@@ -235,17 +239,19 @@ class ContextualNeuMF:
         rating = 0.5 * ((predicted - inputs.ratings) ** 2).sum()
         self.optimizer.zero_grad()
         loss: torch.Tensor = ranking + config.rating_weight * rating
+        losses = StepLosses(ranking.item() / len(inputs), rating.item() / len(inputs))
+        tables = (self.item_embedding, self.item_bias, self.user_embedding)
+        if not math.isfinite(losses.ranking + losses.rating):
+            for table in tables:
+                table.discard()
+            return dataclasses.replace(losses, applied=False)
         loss.backward()  # type: ignore[no-untyped-call]
         self.optimizer.step(grad_scale=1.0 / len(inputs))
-        self.item_embedding.step()
-        self.item_bias.step()
-        self.user_embedding.step()
+        for table in tables:
+            table.step()
         self.steps += 1
         self.events_learned += len(inputs)
-        return {
-            "ranking_loss": ranking.item() / len(inputs),
-            "rating_loss": rating.item() / len(inputs),
-        }
+        return losses
 
     def _candidates(self, inputs: BatchInputs) -> tuple[torch.Tensor, torch.Tensor]:
         """The softmax's items and their log sampling weights (the logQ correction).

@@ -103,10 +103,14 @@ class EmbeddingTable:
         """A differentiable copy of every row in use (for a full softmax)."""
         return self.take(slice(0, self.n_rows))
 
+    def discard(self) -> None:
+        """Forget the rows of the last :meth:`take` without updating them."""
+        self._leaf = self._rows = None
+
     def step(self) -> None:
         """Apply the Adagrad update to the rows of the last :meth:`take`, then forget them."""
         if self._leaf is None or self._rows is None or self._leaf.grad is None:
-            self._leaf = self._rows = None
+            self.discard()
             return
         gradient = self._leaf.grad
         values = self._leaf.detach()
@@ -122,7 +126,7 @@ class EmbeddingTable:
         else:  # unique rows (take's contract): a copy per row, no accumulation needed
             self.accumulator.index_copy_(0, rows, accumulator)
             self.weight.index_copy_(0, rows, updated)
-        self._leaf = self._rows = None
+        self.discard()
 
     def state_dict(self) -> dict[str, Any]:
         return {

@@ -365,6 +365,7 @@ class TrainerService:
             "consumer_lag": sum(self._lag.values()) if self._lag else None,
             "retrains_completed": status.retrains_completed,
             "retrain_running": status.retrain_running,
+            "steps_skipped": status.steps_skipped,
             "freshness_p50_s": _percentile(self._freshness, 50),
             "freshness_p99_s": _percentile(self._freshness, 99),
             "last_learned_at": status.last_learned_at,

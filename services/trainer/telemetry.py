@@ -15,6 +15,8 @@ Metric names (the Grafana dashboard and the alerts use exactly these):
 - ``recsys_trainer_dead_letters_total{reason}``: invalid events by kind of defect;
 - ``recsys_trainer_model_version``, ``recsys_trainer_retrains_total``,
   ``recsys_trainer_retrain_running``;
+- ``recsys_trainer_steps_skipped_total``: micro-batches whose loss was not finite, whose steps
+  were not applied (the model stays finite; any is worth an alert);
 - ``recsys_trainer_checkpoint_age_seconds``, ``recsys_trainer_checkpoint_duration_seconds``
   (histogram), ``recsys_trainer_checkpoint_failures_total``;
 - of a worker that scales out: ``recsys_trainer_events_held`` (events whose learning its model
@@ -199,6 +201,11 @@ class _StateCollector(Collector):
             "recsys_trainer_retrains",
             "Full retrains completed and swapped in.",
             value=status.retrains_completed,
+        )
+        yield CounterMetricFamily(
+            "recsys_trainer_steps_skipped",
+            "Micro-batches whose loss was not finite: their learning steps were not applied.",
+            value=status.steps_skipped,
         )
         yield GaugeMetricFamily(
             "recsys_trainer_retrain_running",

@@ -144,6 +144,8 @@ class CoreStatus:
     """Unreadable checkpoints moved aside at start."""
     group: GroupStatus | None = None
     """This worker's part in its group, when it scales out."""
+    steps_skipped: int = 0
+    """Micro-batches whose loss was not finite: their steps were not applied."""
 
 
 class TrainerCore:
@@ -339,6 +341,7 @@ class TrainerCore:
                 else str(self.restored.path)
             ),
             quarantined=0 if self.restored is None else len(self.restored.quarantined),
+            steps_skipped=learner.steps_skipped,
         )
 
     def close(self) -> None:

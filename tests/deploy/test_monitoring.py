@@ -47,6 +47,7 @@ EXPORTED_METRICS: dict[str, str] = {
     "recsys_trainer_checkpoint_age_seconds": "gauge",
     "recsys_trainer_checkpoint_duration_seconds": "histogram",
     "recsys_trainer_checkpoint_failures": "counter",
+    "recsys_trainer_steps_skipped": "counter",
     "recsys_prequential_hr": "gauge",
     "recsys_prequential_ndcg": "gauge",
     "recsys_prequential_rmse": "gauge",

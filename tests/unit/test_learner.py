@@ -67,6 +67,73 @@ def test_the_learner_beats_popularity_on_a_structured_stream() -> None:
     assert learner.events_learned == 4000
 
 
+def _model_state(learner: OnlineLearner) -> dict[str, torch.Tensor]:
+    model = learner.model
+    tables = {"item": model.item_embedding, "bias": model.item_bias, "user": model.user_embedding}
+    state = {f"{name}/weight": table.active().clone() for name, table in tables.items()}
+    state |= {
+        f"{name}/accumulator": table.accumulator[: table.n_rows].clone()
+        for name, table in tables.items()
+    }
+    state |= {f"dense/{name}": value.clone() for name, value in model.dense.state_dict().items()}
+    state |= {f"adam/{i}": value.clone() for i, value in enumerate(model.optimizer.second)}
+    return state
+
+
+def _unchanged(before: dict[str, torch.Tensor], after: dict[str, torch.Tensor]) -> bool:
+    """Every value as before (rows of users and items met since: new rows, not changes)."""
+    return all(
+        torch.allclose(
+            value, after[name][: len(value)] if value.ndim else after[name], 0, 0, equal_nan=True
+        )
+        for name, value in before.items()
+    )
+
+
+def test_a_step_whose_loss_is_not_finite_changes_nothing() -> None:
+    learner = _learner()
+    batches = list(EventBatch.from_ratings(_stream(1200).ratings).split(400))
+    learner.learn(batches[0])
+    learner.learn(batches[1])
+    model, features = learner.model, learner.features
+    users = np.arange(min(50, len(features.users)))
+    inputs = features.training_inputs(users, np.zeros(len(users), dtype=np.int64), model.device)
+    poisoned = dataclasses.replace(
+        inputs, rating_baseline=inputs.rating_baseline.clone().fill_(float("nan"))
+    )
+    before, steps = _model_state(learner), model.steps
+
+    losses = model.learn(poisoned)
+
+    assert not losses.applied
+    assert _unchanged(before, _model_state(learner))
+    assert model.steps == steps
+    assert model.learn(inputs).applied  # the tables forgot the skipped step's rows
+    assert not _unchanged(before, _model_state(learner))
+
+
+def test_a_learner_whose_loss_is_not_finite_counts_the_skipped_steps(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    learner = _learner()
+    batches = list(EventBatch.from_ratings(_stream(1200).ratings).split(400))
+    learner.learn(batches[0])
+    with torch.no_grad():
+        learner.model.dense.attention_weight.fill_(float("nan"))
+    before = _model_state(learner)
+
+    learner.learn(batches[1])
+    learner.learn(batches[2])
+
+    assert learner.steps_skipped == 2
+    assert learner.events_learned == 1200  # in the log: later steps read them as context
+    assert _unchanged(before, _model_state(learner))
+    assert "its loss was not finite" in caplog.text
+    restored = _learner()
+    restored.load_state_dict(learner.state_dict())
+    assert restored.steps_skipped == 2
+
+
 def test_row_j_is_scored_without_seeing_events_at_or_after_j() -> None:
     learner = _learner()
     frame = _stream().ratings

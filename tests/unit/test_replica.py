@@ -3,6 +3,8 @@ updates; each event's learning in every replica once, however sources move (pure
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -156,6 +158,21 @@ def test_an_unreadable_update_is_refused(cut: int) -> None:
     data = replica.take().to_bytes()
     with pytest.raises(ValueError, match="update"):
         ModelUpdate.from_bytes(data[:-cut])
+
+
+def test_an_update_holding_values_that_are_not_finite_is_refused() -> None:
+    replica = worker()
+    replica.learn(records()["p0"][:20], "p0", 0)
+    update = replica.take()
+    embedding = update.items.embedding.copy()
+    embedding[0, 0] = np.nan
+    poisoned = dataclasses.replace(
+        update, items=dataclasses.replace(update.items, embedding=embedding)
+    )
+    ModelUpdate.from_bytes(update.to_bytes())  # the same update, finite, is readable
+    refused = "item delta: 'embedding' holds values that are not finite"
+    with pytest.raises(ValueError, match=refused):
+        ModelUpdate.from_bytes(poisoned.to_bytes())
 
 
 def test_every_replica_reports_the_whole_streams_prequential_figures() -> None:

@@ -130,6 +130,28 @@ def test_a_target_that_is_not_a_candidate_gets_the_miss_rank() -> None:
     assert target_ranks(scores, mask, torch.tensor([2, 0, 2])).tolist() == [MISS, MISS, 2]
 
 
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), float("-inf")])
+def test_a_target_whose_score_is_not_finite_gets_the_miss_rank(bad: float) -> None:
+    # A NaN compares false with every score: counted naively it would rank first, a hit.
+    scores = torch.tensor([[0.1, bad, 0.5], [0.1, 0.9, 0.5]])
+    mask = torch.ones(2, 3, dtype=torch.bool)
+    assert target_ranks(scores, mask, torch.tensor([1, 1])).tolist() == [MISS, 0]
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_shared_score_ranks_miss_a_target_whose_score_is_not_finite(bad: float) -> None:
+    ranks = shared_score_ranks(
+        np.array([3.0, 1.0, 3.0, 0.0]),
+        np.array([1]),
+        np.array([[bad], [2.0]]),
+        np.array([[True], [True]]),
+        np.array([1, 1]),
+        np.zeros(0, dtype=np.int64),
+        np.zeros(0, dtype=np.int64),
+    )
+    assert ranks.tolist() == [MISS, 2]
+
+
 @SETTINGS
 @given(scored_rows(), st.sampled_from(DTYPES), st.integers(0, 2**32 - 1))
 def test_target_ranks_match_a_naive_sort(

@@ -77,6 +77,7 @@ def test_the_metrics_report_the_stream_and_the_learner(
     assert samples[("recsys_trainer_checkpoint_duration_seconds_count", ())] == 1
     assert 0 <= samples[("recsys_trainer_checkpoint_age_seconds", ())] < 60
     assert samples[("recsys_trainer_checkpoint_failures_total", ())] == 0
+    assert samples[("recsys_trainer_steps_skipped_total", ())] == 0
     report = core.processor.latest_report
     assert report is not None
     hr = report.prequential.models["learner"].overall.hr
