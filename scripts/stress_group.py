@@ -4,8 +4,9 @@ Three :class:`~recsys_stream.stream.Replica` workers learn MovieLens 100K (``REC
 split into 6 partitions by the replay's rule, as a consumer group of a backlog would: each
 worker reads its partitions in random chunks, so the workers drift apart in event time. Each
 publishes an update every 500 events to a shared log, which every worker reads back up to 3
-messages late; worker 0 refits the group's model every ``retrain.every_events`` (inline) and
-publishes the base, which every worker adopts where it lies in the log. At the end, each seed
+messages late; worker 0 refits the group's model every ``retrain.every_events`` (inline by
+default, or in a process as the trainer does: ``--refits process``) and publishes the base,
+which every worker adopts where it lies in the log. At the end, each seed
 prints the group's HR@10, the steps each worker skipped for a non-finite loss, updates refused
 as unreadable, and any parameter that is not finite. It runs the workers' code path without
 Kafka (no broker, ~40 s a seed on 2 cores), to hunt faults that a full ``bench_workers`` run
@@ -143,6 +144,12 @@ def main() -> None:
     )
     parser.add_argument("seeds", nargs="*", type=int, default=[0], help="one run per seed")
     parser.add_argument(
+        "--refits",
+        choices=("inline", "process"),
+        default="inline",
+        help="where the leader refits (inline: the same runs for the same seed)",
+    )
+    parser.add_argument(
         "--data-dir",
         type=Path,
         default=Path(os.environ.get("RECSYS_DATA_DIR", "data")),
@@ -150,7 +157,7 @@ def main() -> None:
     )
     args = parser.parse_args()
     settings = Settings()
-    retrain = dataclasses.replace(settings.learner.retrain, where="inline")
+    retrain = dataclasses.replace(settings.learner.retrain, where=args.refits)
     config = dataclasses.replace(settings.learner, retrain=retrain)
     parts = _partitions(args.data_dir)
     for seed in args.seeds:
