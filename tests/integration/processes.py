@@ -25,6 +25,18 @@ def first_events(n: int) -> pd.DataFrame:
     return frame.iloc[:n].reset_index(drop=True)
 
 
+def as_latest_small(ratings: pd.DataFrame, data_root: Path) -> Path:
+    """Write ``ratings`` as ``data_root/ml-latest-small/`` (its CSV layout, no movies), for a
+    replay that reads the dataset from disk; ``data_root`` is returned, for ``--data-dir``."""
+    folder = data_root / "ml-latest-small"
+    folder.mkdir(parents=True)
+    ratings.rename(columns={"user_id": "userId", "item_id": "movieId"}).to_csv(
+        folder / "ratings.csv", index=False
+    )
+    (folder / "movies.csv").write_text("movieId,title,genres\n")
+    return data_root
+
+
 def read_all(servers: str, topic: str) -> list[Any]:
     """Every message of the topic, read to the end offsets (no sleeps: a bounded poll loop)."""
     consumer = KafkaConsumer(bootstrap_servers=servers, enable_auto_commit=False)

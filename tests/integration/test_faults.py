@@ -36,7 +36,12 @@ from recsys_stream.settings import KafkaSettings
 from replay.service import ReplayConfig, Replayer
 from scripts.trainer_process import TrainerProcess
 from services.cli import API_SHUTDOWN_S
-from tests.integration.processes import committed_offsets, end_offsets, read_events
+from tests.integration.processes import (
+    as_latest_small,
+    committed_offsets,
+    end_offsets,
+    read_events,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.faults]
 
@@ -278,17 +283,12 @@ def test_sigterm_stops_a_replay_that_resumes_exactly(
     kafka_bootstrap_servers: str, ratings: pd.DataFrame, tmp_path: Path
 ) -> None:
     topic = _topic()
-    data_dir = tmp_path / "data" / "ml-latest-small"
-    data_dir.mkdir(parents=True)
     frame = ratings.iloc[:3000]
-    frame.rename(columns={"user_id": "userId", "item_id": "movieId"}).to_csv(
-        data_dir / "ratings.csv", index=False
-    )
-    (data_dir / "movies.csv").write_text("movieId,title,genres\n")
+    data_root = as_latest_small(frame, tmp_path / "data")
     state = tmp_path / "replay-state.json"
     command = [
         sys.executable, "-m", "services.cli", "replay", "--dataset", "ml-latest-small",
-        "--data-dir", str(tmp_path / "data"), "--topic", topic, "--state-file", str(state),
+        "--data-dir", str(data_root), "--topic", topic, "--state-file", str(state),
         "--partitions", "3",
     ]  # fmt: skip
     env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap_servers}

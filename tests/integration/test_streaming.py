@@ -22,7 +22,13 @@ from replay.service import ReplayConfig, Replayer, ensure_topic
 from scripts.trainer_process import TrainerProcess
 from services.cli import app
 from services.topics import BrokerUnavailableError, partition_of
-from tests.integration.processes import end_offsets, first_events, read_all, read_events
+from tests.integration.processes import (
+    as_latest_small,
+    end_offsets,
+    first_events,
+    read_all,
+    read_events,
+)
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
@@ -140,13 +146,8 @@ def test_a_replay_killed_and_resumed_sends_every_event_exactly_once(
     kafka_bootstrap_servers: str, ratings: pd.DataFrame, tmp_path: Path
 ) -> None:
     topic = _topic()
-    data_dir = tmp_path / "data" / "ml-latest-small"
-    data_dir.mkdir(parents=True)
     frame = ratings.iloc[:6000]
-    frame.rename(columns={"user_id": "userId", "item_id": "movieId"}).to_csv(
-        data_dir / "ratings.csv", index=False
-    )
-    (data_dir / "movies.csv").write_text("movieId,title,genres\n")
+    data_root = as_latest_small(frame, tmp_path / "data")
     state = tmp_path / "replay-state.json"
     command = [
         sys.executable,
@@ -156,7 +157,7 @@ def test_a_replay_killed_and_resumed_sends_every_event_exactly_once(
         "--dataset",
         "ml-latest-small",
         "--data-dir",
-        str(tmp_path / "data"),
+        str(data_root),
         "--topic",
         topic,
         "--state-file",
