@@ -207,14 +207,23 @@ class ItemSharing:
     def _advance_base_popularity(self, references: list[float | None]) -> None:
         """Keep the base's popularity counts against the later of its reference times and
         ``references`` (a delta's), so that :meth:`_popularity_factor` only ever scales
-        counts down (up, it overflows past 1,024 half-lives)."""
+        counts down (up, it overflows past 1,024 half-lives).
+
+        A base taken before anything was counted has no reference time and holds no counts:
+        it takes the local counts' own (which the delta's counts were just added against), so
+        that what it receives is weighed as the local counts weigh it. Weighed against the
+        delta's reference instead, a count received from a worker earlier in event time was
+        kept too heavy by ``2^(time apart / half-life)``, and the next delta sent that excess
+        back negated."""
         base = self._base
         kept = list(base.popularity_reference)  # a new list: deltas hold the old one
         for k, (counts, reference) in enumerate(
             zip(self.learner.features.popularities, references, strict=True)
         ):
             current = kept[k]
-            if reference is not None and current is not None and reference > current:
+            if current is None:
+                kept[k] = counts.reference_time
+            elif reference is not None and reference > current:
                 base.rows["popularity"][:, k] *= counts.conversion(current, reference)
                 kept[k] = reference
         base.popularity_reference = kept
@@ -334,12 +343,6 @@ class ItemSharing:
                         delta.popularity_reference, base.popularity_reference
                     )
                 base.rows[name][rows] += values  # rows are unique: one per item id
-            base.popularity_reference = [
-                counts.reference_time if reference is None else reference
-                for counts, reference in zip(
-                    features.popularities, base.popularity_reference, strict=True
-                )
-            ]
             base.rating_total += delta.rating_total
             base.rating_events += delta.rating_events
             if with_model:

@@ -111,6 +111,35 @@ def test_a_worker_behind_in_event_time_reads_the_priors_at_the_groups_clock() ->
     assert (prior <= np.log1p(held)[:, None] + 1e-6).all()
 
 
+def test_counts_received_before_the_first_delta_are_sent_on_at_their_own_weight() -> None:
+    # two's own events come 10 days (ten half-lives of the 1-day horizon) after one's, and it
+    # takes one's delta in before it sends its first. Its next delta must then hold its own
+    # counts only: weighing what it received on the wrong reference time, it sent back about
+    # -1 per event received, and every count of the group fell below -1 (log1p: NaN priors).
+    later = 10 * 86_400
+    reference = OnlineLearner(CONFIG)
+    one, two = OnlineLearner(CONFIG), OnlineLearner(CONFIG)
+    sharing_one, sharing_two = ItemSharing(one), ItemSharing(two)
+    early, late = batch([1, 3, 5], [10, 10, 20]), batch([2], [30], start=later)
+    for learner, events in ((reference, early), (reference, late), (one, early), (two, late)):
+        learner.learn(events)
+    sharing_two.apply(sharing_one.take())
+    delta = sharing_two.take()
+    sharing_one.apply(delta)
+    assert (delta.popularity >= 0).all()
+    ids, at = [10, 20, 30], later + 100.0
+    for learner in (one, two):
+        for counts, expected in zip(
+            learner.features.popularities, reference.features.popularities, strict=True
+        ):
+            np.testing.assert_allclose(
+                counts.decayed(counts.counts_of(ids), at),
+                expected.decayed(expected.counts_of(ids), at),
+                rtol=1e-6,
+                err_msg=f"horizon {counts.half_life_days} days",
+            )
+
+
 def test_changes_are_summed_each_counted_from_the_items_initial_row() -> None:
     reference = OnlineLearner(CONFIG)
     one, two = OnlineLearner(CONFIG), OnlineLearner(CONFIG)
