@@ -8,9 +8,9 @@ messages late; worker 0 refits the group's model every ``retrain.every_events`` 
 default, or in a process as the trainer does: ``--refits process``) and publishes the base,
 which every worker adopts where it lies in the log. At the end, each seed
 prints the group's HR@10, the steps each worker skipped for a non-finite loss, updates refused
-as unreadable, and any parameter that is not finite. It runs the workers' code path without
-Kafka (no broker, ~40 s a seed on 2 cores), to hunt faults that a full ``bench_workers`` run
-shows too rarely to debug.
+as unreadable, any parameter that is not finite and any popularity count below 0. It runs the
+workers' code path without Kafka (no broker, ~40 s a seed on 2 cores), to hunt faults that a
+full ``bench_workers`` run shows too rarely to debug.
 """
 
 from __future__ import annotations
@@ -119,13 +119,22 @@ def run(seed: int, parts: list[list[bytes | None]], config: LearnerConfig) -> st
     skipped = [replica.processor.learner.steps_skipped for replica in group.replicas]
     return (
         f"seed {seed}: group HR@10 {hr:.4f}, steps skipped {skipped}, updates refused "
-        f"{group.refused}, parameters not finite: {_not_finite(group.replicas) or 'none'}"
+        f"{group.refused}, faults: {_faults(group.replicas) or 'none'}"
     )
 
 
-def _not_finite(replicas: list[Replica]) -> list[str]:
+def _faults(replicas: list[Replica]) -> list[str]:
+    """Parameters that are not finite, and popularity counts below 0 (counted occurrences
+    can only add up; a negative count is state exchanged wrongly)."""
     found = []
     for worker, replica in enumerate(replicas):
+        features = replica.processor.learner.features
+        for counts in features.popularities:
+            lowest = float(counts.counts_of(features.items.ids).min(initial=0.0))
+            if lowest < -1e-6:
+                found.append(
+                    f"w{worker} counts of the {counts.half_life_days}-day horizon {lowest:.3g}"
+                )
         model = replica.processor.learner.model
         tensors = {
             "item_embedding": model.item_embedding.active(),
