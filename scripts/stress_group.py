@@ -6,11 +6,11 @@ worker reads its partitions in random chunks, so the workers drift apart in even
 publishes an update every 500 events to a shared log, which every worker reads back up to 3
 messages late; worker 0 refits the group's model every ``retrain.every_events`` (inline by
 default, or in a process as the trainer does: ``--refits process``) and publishes the base,
-which every worker adopts where it lies in the log. At the end, each seed
-prints the group's HR@10, the steps each worker skipped for a non-finite loss, updates refused
-as unreadable, any parameter that is not finite and any popularity count below 0. It runs the
-workers' code path without Kafka (no broker, ~40 s a seed on 2 cores), to hunt faults that a
-full ``bench_workers`` run shows too rarely to debug.
+which every worker adopts where it lies in the log. At the end, each seed prints the group's
+HR@10, the steps each worker skipped for a non-finite loss, updates refused as unreadable, any
+parameter that is not finite and any popularity count below 0. It runs the workers' code path
+without Kafka (no broker, ~40 s a seed on 2 cores), to hunt faults that a full
+``bench_workers`` run shows too rarely to debug.
 """
 
 from __future__ import annotations

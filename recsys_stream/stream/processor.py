@@ -165,8 +165,8 @@ class StreamProcessor:
         outcome = self.evaluator.process(batch)
         losses = self.learner.last_losses
         self.loss_series.event_index.append(self.evaluator.events_seen)
-        self.loss_series.ranking_loss.append(losses.ranking if losses else float("nan"))
-        self.loss_series.rating_loss.append(losses.rating if losses else float("nan"))
+        self.loss_series.ranking_loss.append(float("nan") if losses is None else losses.ranking)
+        self.loss_series.rating_loss.append(float("nan") if losses is None else losses.rating)
         users = np.unique(batch.user_ids)
         self.publish_recommendations(users)
         if self.evaluator.events_seen - self._events_at_last_metrics >= self.metrics_every_events:
