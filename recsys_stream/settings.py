@@ -374,6 +374,10 @@ class LearnerConfig:
     device: str = "auto"
     """``cuda`` when available, else ``cpu`` ("auto"), or a torch device name."""
     seed: int = 0
+    retained_memory_mb: int = 256
+    """Freed memory (MB) the learner's process keeps for its next micro-batches instead of
+    returning it to the kernel (glibc only; 0: the C library's defaults). Without it every
+    step faults its tensors' pages in afresh (``recsys_stream.learner.allocator``)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,6 +16,7 @@ import pandas as pd
 import torch
 
 from recsys_stream.events import EventBatch
+from recsys_stream.learner.allocator import retain_freed_memory
 from recsys_stream.learner.device import resolve_device
 from recsys_stream.learner.features import StreamFeatures
 from recsys_stream.learner.training import fit_stored_events
@@ -35,6 +36,7 @@ class OfflineLearner:
     ) -> None:
         learner = config.learner
         self.device = resolve_device(learner.device)
+        retain_freed_memory(learner.retained_memory_mb * 2**20)
         self._features = StreamFeatures(
             context_length=learner.model.context_length,
             popularity_half_life_days=learner.popularity_half_life_days,

@@ -26,6 +26,7 @@ import torch
 from recsys_stream._arrays import IntArray, on_catalogue, top_k
 from recsys_stream.base import RankingQuery
 from recsys_stream.events import EventBatch
+from recsys_stream.learner.allocator import retain_freed_memory
 from recsys_stream.learner.device import resolve_device
 from recsys_stream.learner.features import StreamFeatures
 from recsys_stream.learner.refit import ModelBase
@@ -61,6 +62,7 @@ class OnlineLearner:
     ) -> None:
         self.config = config or LearnerConfig()
         self.device = resolve_device(self.config.device)
+        retain_freed_memory(self.config.retained_memory_mb * 2**20)
         self.features = StreamFeatures(
             context_length=self.config.model.context_length,
             popularity_half_life_days=self.config.popularity_half_life_days,
@@ -193,7 +195,13 @@ class OnlineLearner:
             seed = self.config.seed + self.version
             model = self._new_model(seed)
             if config.where == "process":
-                self._retrain = ProcessRetrain(self.features, model, config, seed=seed)
+                self._retrain = ProcessRetrain(
+                    self.features,
+                    model,
+                    config,
+                    seed=seed,
+                    retained_memory_bytes=self.config.retained_memory_mb * 2**20,
+                )
                 # The retrain's cores are taken from online learning while it runs.
                 self._threads = torch.get_num_threads()
                 torch.set_num_threads(max(1, (os.cpu_count() or 1) - config.threads))

@@ -26,6 +26,7 @@ from typing import Any
 import torch
 
 from recsys_stream.events import EventBatch
+from recsys_stream.learner.allocator import retain_freed_memory
 from recsys_stream.learner.features import StreamFeatures
 from recsys_stream.learner.training import fit_stored_events
 from recsys_stream.model import ContextualNeuMF
@@ -45,8 +46,10 @@ class ProcessRetrain:
         retrain: RetrainConfig,
         *,
         seed: int,
+        retained_memory_bytes: int = 0,
     ) -> None:
-        """Retrain ``model`` (fresh) on what ``features`` hold now (copied at once)."""
+        """Retrain ``model`` (fresh) on what ``features`` hold now (copied at once); the child
+        keeps ``retained_memory_bytes`` of freed memory (:func:`retain_freed_memory`)."""
         self.snapshot_events = features.sequences.n_events
         self._model = model
         self._config = retrain
@@ -55,7 +58,7 @@ class ProcessRetrain:
         self._connection, self._child_end = context.Pipe(duplex=True)
         self._process = context.Process(
             target=_train,
-            args=(self._child_end, retrain.threads),
+            args=(self._child_end, retrain.threads, retained_memory_bytes),
             name="recsys-retrain",
             daemon=True,
         )
@@ -195,11 +198,12 @@ def _features_config(features: StreamFeatures) -> dict[str, Any]:
     }
 
 
-def _train(connection: Connection, threads: int) -> None:
+def _train(connection: Connection, threads: int, retained_memory_bytes: int) -> None:
     """The child: fit the snapshot, then learn the online batches until ``finish``."""
     # A terminal's Ctrl-C reaches the whole process group: the parent cancels its retrain.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     torch.set_num_threads(threads)
+    retain_freed_memory(retained_memory_bytes)
     try:
         state, features_config, model_config, device, relevance, seed, retrain = _receive(
             connection
