@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import csv
 import http.client
+import os
 import tempfile
 import warnings
 import zipfile
@@ -157,8 +158,8 @@ _RATINGS_FILE: Final[Mapping[Format, str]] = {
 def load_dataset(
     name: str,
     *,
-    data_dir: Path | None = None,
-    cache_dir: Path | None = None,
+    data_dir: str | os.PathLike[str] | None = None,
+    cache_dir: str | os.PathLike[str] | None = None,
     allow_download: bool = True,
 ) -> Dataset:
     """Load a MovieLens variant from ``data_dir``, the cache, or GroupLens (in that order).
@@ -171,9 +172,12 @@ def load_dataset(
     variant = VARIANTS.get(name)
     if variant is None:
         raise ValueError(f"unknown dataset {name!r}; known: {', '.join(VARIANTS)}")
-    if cache_dir is None:
-        cache_dir = DataSettings().cache_dir
-    folder = _locate(variant, data_dir, cache_dir, allow_download)
+    folder = _locate(
+        variant,
+        None if data_dir is None else Path(data_dir),
+        DataSettings().cache_dir if cache_dir is None else Path(cache_dir),
+        allow_download,
+    )
     ratings, items, users = _READERS[variant.format](folder)
     return Dataset(name, _in_stream_order(ratings), items, users, rating_range=variant.rating_range)
 

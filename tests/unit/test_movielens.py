@@ -164,6 +164,15 @@ def test_ml_1m_layout(tmp_path: Path) -> None:
     }
 
 
+def test_folders_may_be_given_as_text(tmp_path: Path) -> None:
+    write_dat(tmp_path / "ml-1m", users=True, encoding="latin-1")
+    dataset = load_dataset(
+        "ml-1m", data_dir=str(tmp_path), cache_dir=str(tmp_path / "cache"), allow_download=False
+    )
+
+    assert_stream(dataset, STREAM)
+
+
 def test_ml_10m_is_found_under_the_folder_name_of_its_zip(tmp_path: Path) -> None:
     write_dat(tmp_path / "ml-10M100K", users=False, encoding="utf-8")
     dataset = load_dataset("ml-10m", data_dir=tmp_path, allow_download=False)
