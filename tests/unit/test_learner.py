@@ -20,6 +20,8 @@ from recsys_stream.events import EventBatch
 from recsys_stream.learner import retrain as retrain_module
 from recsys_stream.learner.features import StreamFeatures
 from recsys_stream.learner.online import OnlineLearner
+from recsys_stream.learner.retrain_process import ProcessRetrain
+from recsys_stream.model import ContextualNeuMF
 from recsys_stream.settings import LearnerConfig, ModelConfig, RetrainConfig, StreamConfig
 from recsys_stream.stream import CheckpointError, SimulationConfig, load_checkpoint, run_simulation
 
@@ -353,6 +355,25 @@ def test_a_retrain_in_a_process_learns_every_event_and_swaps_in() -> None:
     before = learner.snapshot().item_vectors.copy()
     learner.learn(batches[10])  # the swapped-in model learns on
     assert not np.array_equal(learner.snapshot().item_vectors[: len(before)], before)
+
+
+def test_a_process_retrain_is_ready_once_it_has_caught_up_not_as_soon_as_it_is_trained() -> None:
+    """Swapping in at once would wait for the child to learn every batch learned online
+    during its fit (seconds on a large catalogue, with online learning stopped)."""
+    learner = _learner()
+    batches = list(EventBatch.from_ratings(_stream().ratings).split(250))
+    for batch in batches[:4]:
+        learner.learn(batch)
+    model = ContextualNeuMF(learner.config.model, seed=1)
+    retrain = ProcessRetrain(learner.features, model, RetrainConfig(epochs=1), seed=1)
+    retrain.start()
+    for batch in batches[4:10]:  # learned online while the child starts and fits
+        retrain.record(batch)
+    assert retrain.wait_until_ready(timeout=120)
+    assert retrain.backlog <= 1
+    retrained = retrain.finish()
+    assert retrained is not None
+    assert retrained.events_learned == 2500
 
 
 def test_a_copy_of_the_features_rebuilds_the_inputs_the_learner_trained_on() -> None:
