@@ -42,6 +42,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from recsys_stream.model.adam import Adam
+from recsys_stream.model.context import read_context
 from recsys_stream.model.inputs import BatchInputs
 from recsys_stream.model.losses import StepLosses
 from recsys_stream.model.tables import EmbeddingTable
@@ -127,24 +128,27 @@ class ContextualNeuMF:
 
     # ----------------------------------------------------------------- representations
 
-    @staticmethod
-    def _context_vectors(inputs: BatchInputs, items: torch.Tensor) -> torch.Tensor:
-        """``[B, L, dim]`` embeddings of each row's context items (padding reads row 0; the
-        callers weigh it 0). Gathered once per step for both the user vector and the rating
-        head's attention: its backward is then one scatter-add."""
-        return F.embedding(inputs.context_items.clamp(min=0), items)
-
-    def _user_vectors(
-        self, inputs: BatchInputs, context_vectors: torch.Tensor, users: torch.Tensor
-    ) -> torch.Tensor:
-        """``h_u`` per row. ``users`` is the table to read (the plain weights when scoring, a
-        differentiable leaf when training)."""
+    def _slot_weights(self, inputs: BatchInputs) -> torch.Tensor:
+        """``[B, L]`` weights of each row's context slots, summing to 1 over the present ones
+        (padding weighs 0)."""
         present = inputs.context_items >= 0
         weights = torch.exp(self.dense.slot_logits)[None, :] * present
-        weights = weights / weights.sum(1, keepdim=True).clamp(min=1e-6)
-        # Products and sums rather than bmm: a bmm of [B] tiny matrices is 1.5-2.5x slower on
-        # the CPU, forward and backward (docs/benchmarks.md, reruns of 2026-12-07).
-        pooled = (weights.unsqueeze(2) * context_vectors).sum(1)
+        return weights / weights.sum(1, keepdim=True).clamp(min=1e-6)
+
+    def _context(
+        self, inputs: BatchInputs, items: torch.Tensor, item_vectors: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The context's weighted mean and its affinities with the rows' target vectors, from
+        one gather (padding reads row 0, weighed 0 and masked out of the attention)."""
+        return read_context(
+            items, inputs.context_items.clamp(min=0), self._slot_weights(inputs), item_vectors
+        )
+
+    def _user_vectors(
+        self, inputs: BatchInputs, pooled: torch.Tensor, users: torch.Tensor
+    ) -> torch.Tensor:
+        """``h_u`` per row, from the pooled context. ``users`` is the table to read (the plain
+        weights when scoring, a differentiable leaf when training)."""
         user_rows = inputs.users
         user_vectors = users[user_rows.clamp(min=0)] * (user_rows >= 0)[:, None]
         return self.dense.user_gate * user_vectors + pooled
@@ -154,13 +158,12 @@ class ContextualNeuMF:
         inputs: BatchInputs,
         user_vectors: torch.Tensor,
         item_vectors: torch.Tensor,
-        context_vectors: torch.Tensor,
+        affinity: torch.Tensor,
     ) -> torch.Tensor:
         dense = self.dense
         present = inputs.context_items >= 0
         # <e_i, e_c> for the L context items of each row only (a product with the whole table
         # would cost rows x catalogue, forward and backward).
-        affinity = (context_vectors * item_vectors.unsqueeze(1)).sum(2)
         logits = affinity * torch.exp(dense.attention_log_temperature)
         logits = (logits + dense.attention_slot_logits[None, :]).masked_fill(~present, _MASKED)
         attention = torch.softmax(logits, dim=1) * present
@@ -173,12 +176,18 @@ class ContextualNeuMF:
         )
         return rating
 
+    @staticmethod
+    def _target_vectors(inputs: BatchInputs, items: torch.Tensor) -> torch.Tensor:
+        """Each row's item vector (zeros for an item the model has no row for)."""
+        return items[inputs.items.clamp(min=0)] * (inputs.items >= 0)[:, None]
+
     # ---------------------------------------------------------------------- inference
 
     @torch.inference_mode()
     def user_vectors(self, inputs: BatchInputs) -> torch.Tensor:
-        context_vectors = self._context_vectors(inputs, self.item_embedding.weight)
-        return self._user_vectors(inputs, context_vectors, self.user_embedding.weight)
+        items = self.item_embedding.weight
+        pooled, _ = self._context(inputs, items, self._target_vectors(inputs, items))
+        return self._user_vectors(inputs, pooled, self.user_embedding.weight)
 
     @torch.inference_mode()
     def item_scores(
@@ -196,10 +205,10 @@ class ContextualNeuMF:
         items = self.item_embedding.active()
         if len(items) == 0:
             return inputs.rating_baseline
-        context_vectors = self._context_vectors(inputs, items)
-        user_vectors = self._user_vectors(inputs, context_vectors, self.user_embedding.weight)
-        item_vectors = items[inputs.items.clamp(min=0)] * (inputs.items >= 0)[:, None]
-        return self._rating(inputs, user_vectors, item_vectors, context_vectors)
+        item_vectors = self._target_vectors(inputs, items)
+        pooled, affinity = self._context(inputs, items, item_vectors)
+        user_vectors = self._user_vectors(inputs, pooled, self.user_embedding.weight)
+        return self._rating(inputs, user_vectors, item_vectors, affinity)
 
     # ----------------------------------------------------------------------- learning
 
@@ -216,11 +225,10 @@ class ContextualNeuMF:
         remapped = _remap(inputs, local, user_inverse)
         item_table = self.item_embedding.take(item_rows)
         bias = self.item_bias.take(item_rows)[:, 0]
-        context_vectors = self._context_vectors(remapped, item_table)
-        user_vectors = self._user_vectors(
-            remapped, context_vectors, self.user_embedding.take(user_rows)
-        )
         targets = remapped.items
+        item_vectors = item_table[targets]
+        pooled, affinity = self._context(remapped, item_table, item_vectors)
+        user_vectors = self._user_vectors(remapped, pooled, self.user_embedding.take(user_rows))
         prior = inputs.popularity_prior[item_rows] @ self.dense.prior_weight
         logits = torch.addmm(bias + prior - log_sampling, user_vectors, item_table.T)
         seen = (remapped.excluded_items >= 0) & (
@@ -235,7 +243,7 @@ class ContextualNeuMF:
             inputs.ratings >= self.relevance_threshold, 1.0, config.irrelevant_weight
         )
         ranking = (F.cross_entropy(logits, targets, reduction="none") * weights).sum()
-        predicted = self._rating(remapped, user_vectors, item_table[targets], context_vectors)
+        predicted = self._rating(remapped, user_vectors, item_vectors, affinity)
         rating = 0.5 * ((predicted - inputs.ratings) ** 2).sum()
         self.optimizer.zero_grad()
         loss: torch.Tensor = ranking + config.rating_weight * rating
