@@ -138,8 +138,10 @@ class ContextualNeuMF:
     def _context(
         self, inputs: BatchInputs, items: torch.Tensor, item_vectors: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """The context's weighted mean and its affinities with the rows' target vectors, from
-        one gather (padding reads row 0, weighed 0 and masked out of the attention)."""
+        """The context's weighted mean and its affinities ``<e_i, e_c>`` with the rows' target
+        vectors, from one gather (padding reads row 0, weighed 0 and masked out of the
+        attention). Affinities with the L context items of each row only: a product with the
+        whole table would cost rows x catalogue, forward and backward."""
         return read_context(
             items, inputs.context_items.clamp(min=0), self._slot_weights(inputs), item_vectors
         )
@@ -162,8 +164,6 @@ class ContextualNeuMF:
     ) -> torch.Tensor:
         dense = self.dense
         present = inputs.context_items >= 0
-        # <e_i, e_c> for the L context items of each row only (a product with the whole table
-        # would cost rows x catalogue, forward and backward).
         logits = affinity * torch.exp(dense.attention_log_temperature)
         logits = (logits + dense.attention_slot_logits[None, :]).masked_fill(~present, _MASKED)
         attention = torch.softmax(logits, dim=1) * present
