@@ -29,6 +29,7 @@ import queue
 import signal
 import threading
 import time
+from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from typing import Any
 
@@ -41,11 +42,53 @@ from recsys_stream.learner.training import fit_stored_events
 from recsys_stream.model import ContextualNeuMF
 from recsys_stream.settings import RetrainConfig
 
+__all__ = ["CatchUp", "ProcessRetrain"]
+
 log = logging.getLogger(__name__)
 
 _CAUGHT_UP_BATCHES = 1
 """A child at most this many batches behind online learning is swapped in: ``finish`` then
 waits for about one step of the child."""
+
+
+@dataclass
+class CatchUp:
+    """When a trained retrain may be swapped in: once its child is at most
+    ``_CAUGHT_UP_BATCHES`` behind the batches sent to it, or, for a child that cannot catch
+    up, once as many batches again have been sent as it was behind when it was trained.
+
+    >>> catch_up = CatchUp()
+    >>> catch_up.sent = 6  # learned online while the child fitted
+    >>> catch_up.trained()
+    >>> catch_up.due, catch_up.backlog
+    (False, 6)
+    >>> catch_up.learned(5)
+    >>> catch_up.due
+    True
+    """
+
+    sent: int = 0
+    """Batches sent to the child."""
+    learned_by_child: int = 0
+    """Of those, what the child last said it had learned."""
+    deadline: int | None = None
+    """Once trained: due when this many batches have been sent, caught up or not."""
+
+    @property
+    def backlog(self) -> int:
+        return self.sent - self.learned_by_child
+
+    def trained(self) -> None:
+        self.deadline = self.sent + self.backlog
+
+    def learned(self, count: int) -> None:
+        self.learned_by_child = count
+
+    @property
+    def due(self) -> bool:
+        if self.deadline is None:
+            return False
+        return self.backlog <= _CAUGHT_UP_BATCHES or self.sent >= self.deadline
 
 
 class ProcessRetrain:
@@ -93,13 +136,7 @@ class ProcessRetrain:
         # The child reads only between its steps: a thread sends, so that the learner never
         # waits on a full pipe.
         self._sender = threading.Thread(target=self._send, name="retrain-sender", daemon=True)
-        self._trained = False
-        self._recorded = 0
-        """Batches queued for the child."""
-        self._child_learned = 0
-        """Of those, what the child last said it had learned."""
-        self._deadline: int | None = None
-        """Once trained: finish when this many batches are recorded, caught up or not."""
+        self._catch_up = CatchUp()
         self.error: BaseException | None = None
 
     def start(self) -> None:
@@ -128,12 +165,12 @@ class ProcessRetrain:
         only after minutes of fitting: queued inputs had grown to 23 GB at 8M events."""
         if self.error is None:
             self._outbox.put(("batch", batch))
-            self._recorded += 1
+            self._catch_up.sent += 1
 
     @property
     def backlog(self) -> int:
         """Batches sent that the child had not learned when it last said."""
-        return self._recorded - self._child_learned
+        return self._catch_up.backlog
 
     @property
     def ready(self) -> bool:
@@ -144,19 +181,14 @@ class ProcessRetrain:
                 self._read(_receive(self._connection))
         except (OSError, EOFError) as exc:
             self._fail(self._gone(exc))
-        if self.error is not None:
-            return True
-        if not self._trained or self._deadline is None:
-            return False
-        return self.backlog <= _CAUGHT_UP_BATCHES or self._recorded >= self._deadline
+        return self.error is not None or self._catch_up.due
 
     def _read(self, message: tuple[Any, ...]) -> None:
         kind = message[0]
         if kind == "trained":
-            self._trained = True
-            self._deadline = self._recorded + self.backlog
+            self._catch_up.trained()
         elif kind == "learned":
-            self._child_learned = message[1]
+            self._catch_up.learned(message[1])
         else:
             self._fail(RuntimeError(message[1]))
 

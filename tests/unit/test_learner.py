@@ -20,7 +20,7 @@ from recsys_stream.events import EventBatch
 from recsys_stream.learner import retrain as retrain_module
 from recsys_stream.learner.features import StreamFeatures
 from recsys_stream.learner.online import OnlineLearner
-from recsys_stream.learner.retrain_process import ProcessRetrain
+from recsys_stream.learner.retrain_process import CatchUp, ProcessRetrain
 from recsys_stream.model import ContextualNeuMF
 from recsys_stream.settings import LearnerConfig, ModelConfig, RetrainConfig, StreamConfig
 from recsys_stream.stream import CheckpointError, SimulationConfig, load_checkpoint, run_simulation
@@ -374,6 +374,24 @@ def test_a_process_retrain_is_ready_once_it_has_caught_up_not_as_soon_as_it_is_t
     retrained = retrain.finish()
     assert retrained is not None
     assert retrained.events_learned == 2500
+
+
+def test_a_retrain_is_not_due_before_its_child_is_trained() -> None:
+    catch_up = CatchUp(sent=3)
+    catch_up.learned(3)
+    assert not catch_up.due
+
+
+def test_a_child_that_cannot_catch_up_is_swapped_in_after_as_many_batches_again() -> None:
+    """Online learning as fast as the child: waiting for it to catch up would never end."""
+    catch_up = CatchUp(sent=6)
+    catch_up.trained()  # 6 behind
+    for learned in range(1, 6):  # the child learns one batch while online learning sends one
+        catch_up.sent += 1
+        catch_up.learned(learned)
+        assert not catch_up.due
+    catch_up.sent += 1  # 12 sent: due, 7 behind; the swap waits for those 7 and no more
+    assert catch_up.due
 
 
 def test_a_copy_of_the_features_rebuilds_the_inputs_the_learner_trained_on() -> None:
