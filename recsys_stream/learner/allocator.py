@@ -10,7 +10,7 @@ for reuse (~25 faults a micro-batch); the step's time fell by ~30% (docs/benchma
 is the tuning PyTorch's CPU performance guides make with jemalloc or tcmalloc, done here from
 the process itself so that no launcher has to preload another allocator.
 
-The price is memory: up to ``limit_bytes`` of freed memory stays in the process. On other C
+The price is memory: up to ``megabytes`` of freed memory stays in the process. On other C
 libraries (musl, macOS) nothing changes.
 
 >>> retain_freed_memory(0)
@@ -36,37 +36,31 @@ _MALLOPT_MAX = 2**31 - 1
 _OLD_GLIBC_MMAP_CAP = 32 * 2**20
 """Some glibc versions refuse an mmap threshold above half their 64 MB heap size."""
 
-_retained_bytes = 0
+_retained_megabytes = 0
 """What this process last set (the setting is process-wide)."""
 
 
-def retain_freed_memory(limit_bytes: int) -> bool:
-    """Let glibc keep up to ``limit_bytes`` of freed memory, and serve blocks up to that size
+def retain_freed_memory(megabytes: int) -> bool:
+    """Let glibc keep up to ``megabytes`` of freed memory, and serve blocks up to that size
     from its heap. Whether the process now does (False on other C libraries, or for 0).
 
     Process-wide and idempotent; a later call with a larger limit raises it, never lowers it
     (two learners in one process keep the larger need)."""
-    global _retained_bytes
-    if limit_bytes <= 0 or platform.libc_ver()[0] != "glibc":
+    global _retained_megabytes
+    if megabytes <= 0 or platform.libc_ver()[0] != "glibc":
         return False
-    if limit_bytes <= _retained_bytes:
+    if megabytes <= _retained_megabytes:
         return True
     try:
         libc = ctypes.CDLL("libc.so.6")
     except OSError:
         return False
-    limit = min(limit_bytes, _MALLOPT_MAX)
-    mmap_threshold = next(
-        (
-            size
-            for size in (limit, min(limit, _OLD_GLIBC_MMAP_CAP))
-            if libc.mallopt(_M_MMAP_THRESHOLD, ctypes.c_int(size))
-        ),
-        None,
-    )
-    if mmap_threshold is None or not libc.mallopt(_M_TRIM_THRESHOLD, ctypes.c_int(limit)):
-        log.warning("glibc refused to retain %d bytes of freed memory", limit)
+    limit = min(megabytes * 2**20, _MALLOPT_MAX)
+    # The full limit first, then the largest threshold an older glibc accepts (in order).
+    sizes = (limit, min(limit, _OLD_GLIBC_MMAP_CAP))
+    mmap_set = any(libc.mallopt(_M_MMAP_THRESHOLD, ctypes.c_int(size)) for size in sizes)
+    if not mmap_set or not libc.mallopt(_M_TRIM_THRESHOLD, ctypes.c_int(limit)):
+        log.warning("glibc refused to retain %d MB of freed memory", megabytes)
         return False
-    _retained_bytes = limit_bytes
-    log.debug("glibc keeps up to %d bytes of freed memory (mmap above %d)", limit, mmap_threshold)
+    _retained_megabytes = megabytes
     return True

@@ -36,7 +36,7 @@ class OfflineLearner:
     ) -> None:
         learner = config.learner
         self.device = resolve_device(learner.device)
-        retain_freed_memory(learner.retained_memory_mb * 2**20)
+        retain_freed_memory(learner.retained_memory_mb)
         self._features = StreamFeatures(
             context_length=learner.model.context_length,
             popularity_half_life_days=learner.popularity_half_life_days,

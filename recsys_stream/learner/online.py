@@ -62,7 +62,7 @@ class OnlineLearner:
     ) -> None:
         self.config = config or LearnerConfig()
         self.device = resolve_device(self.config.device)
-        retain_freed_memory(self.config.retained_memory_mb * 2**20)
+        retain_freed_memory(self.config.retained_memory_mb)
         self.features = StreamFeatures(
             context_length=self.config.model.context_length,
             popularity_half_life_days=self.config.popularity_half_life_days,
@@ -200,7 +200,7 @@ class OnlineLearner:
                     model,
                     config,
                     seed=seed,
-                    retained_memory_bytes=self.config.retained_memory_mb * 2**20,
+                    retained_memory_mb=self.config.retained_memory_mb,
                 )
                 # The retrain's cores are taken from online learning while it runs.
                 self._threads = torch.get_num_threads()

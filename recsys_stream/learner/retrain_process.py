@@ -23,6 +23,7 @@ have come as its backlog was when it was trained.
 from __future__ import annotations
 
 import logging
+import math
 import multiprocessing
 import pickle
 import queue
@@ -102,10 +103,10 @@ class ProcessRetrain:
         retrain: RetrainConfig,
         *,
         seed: int,
-        retained_memory_bytes: int = 0,
+        retained_memory_mb: int = 0,
     ) -> None:
         """Retrain ``model`` (fresh) on what ``features`` hold now (copied at once); the child
-        keeps ``retained_memory_bytes`` of freed memory (:func:`retain_freed_memory`)."""
+        keeps ``retained_memory_mb`` of freed memory (:func:`retain_freed_memory`)."""
         self.snapshot_events = features.sequences.n_events
         self._model = model
         self._config = retrain
@@ -114,7 +115,7 @@ class ProcessRetrain:
         self._connection, self._child_end = context.Pipe(duplex=True)
         self._process = context.Process(
             target=_train,
-            args=(self._child_end, retrain.threads, retained_memory_bytes),
+            args=(self._child_end, retrain.threads, retained_memory_mb),
             name="recsys-retrain",
             daemon=True,
         )
@@ -192,7 +193,7 @@ class ProcessRetrain:
         else:
             self._fail(RuntimeError(message[1]))
 
-    def wait_until_ready(self, timeout: float) -> bool:
+    def wait_until_ready(self, timeout: float = math.inf) -> bool:
         """Wait at most ``timeout`` seconds for :attr:`ready`; whether it is."""
         deadline = time.monotonic() + timeout
         while not self.ready:
@@ -204,8 +205,7 @@ class ProcessRetrain:
 
     def finish(self) -> ContextualNeuMF | None:
         """The retrained model, having learned every batch sent (None if the retrain failed)."""
-        while not self.wait_until_ready(3600.0):
-            pass
+        self.wait_until_ready()
         if self.error is not None:
             return None
         self._outbox.put(("finish",))
@@ -277,12 +277,12 @@ def _features_config(features: StreamFeatures) -> dict[str, Any]:
     }
 
 
-def _train(connection: Connection, threads: int, retained_memory_bytes: int) -> None:
+def _train(connection: Connection, threads: int, retained_memory_mb: int) -> None:
     """The child: fit the snapshot, then learn the online batches until ``finish``."""
     # A terminal's Ctrl-C reaches the whole process group: the parent cancels its retrain.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     torch.set_num_threads(threads)
-    retain_freed_memory(retained_memory_bytes)
+    retain_freed_memory(retained_memory_mb)
     try:
         state, features_config, model_config, device, relevance, seed, retrain = _receive(
             connection
