@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -61,7 +60,7 @@ class _Group:
                 print(f"  worker {worker} refused an update: {exc}")
 
 
-def _partitions(data_dir: Path) -> list[list[bytes | None]]:
+def _partitions(data_dir: Path | None) -> list[list[bytes | None]]:
     ratings = load_dataset("ml-100k", data_dir=data_dir, allow_download=False).ratings
     parts: list[list[bytes | None]] = [[] for _ in range(PARTITIONS)]
     columns = zip(ratings.user_id, ratings.item_id, ratings.rating, ratings.timestamp, strict=True)
@@ -147,6 +146,7 @@ def _faults(replicas: list[Replica]) -> list[str]:
 
 
 def main() -> None:
+    settings = Settings()
     parser = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0] if __doc__ else None,
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
@@ -161,11 +161,10 @@ def main() -> None:
     parser.add_argument(
         "--data-dir",
         type=Path,
-        default=Path(os.environ.get("RECSYS_DATA_DIR", "data")),
-        help="the folder that holds ml-100k/ (RECSYS_DATA_DIR)",
+        default=settings.data.data_dir,
+        help="the folder that holds ml-100k/ (the setting RECSYS_DATA_DIR)",
     )
     args = parser.parse_args()
-    settings = Settings()
     retrain = dataclasses.replace(settings.learner.retrain, where=args.refits)
     config = dataclasses.replace(settings.learner, retrain=retrain)
     parts = _partitions(args.data_dir)
