@@ -11,7 +11,6 @@ from recsys_stream._arrays.counts import SECONDS_PER_DAY, DecayedCounts
 from recsys_stream._arrays.grouped import (
     FloatArray,
     IntArray,
-    earlier_same_key,
     exclusive_group_sum,
     occurrence_rank,
     ragged_arange,
@@ -42,7 +41,6 @@ __all__ = [
     "UserSequences",
     "Window",
     "candidate_mask",
-    "earlier_same_key",
     "exclusive_group_sum",
     "keyed_normal",
     "occurrence_rank",

@@ -52,19 +52,6 @@ def occurrence_rank(keys: IntArray) -> IntArray:
     return ranks
 
 
-def earlier_same_key(keys: IntArray) -> tuple[IntArray, IntArray]:
-    """Every pair ``(k, j)`` with ``k < j`` and ``keys[k] == keys[j]``, as two arrays.
-
-    >>> earlier, later = earlier_same_key(np.array([7, 3, 7, 7]))
-    >>> sorted(zip(earlier.tolist(), later.tolist()))
-    [(0, 2), (0, 3), (2, 3)]
-    """
-    order, group_start = _group_layout(keys)
-    rank = np.arange(len(keys)) - group_start
-    owner, position = ragged_arange(group_start, rank)
-    return order[position], order[owner]
-
-
 def exclusive_group_sum(keys: IntArray, values: npt.ArrayLike) -> FloatArray:
     """For each entry, the sum of ``values`` over the earlier entries with the same key."""
     values = np.asarray(values, dtype=np.float64)

@@ -11,16 +11,37 @@ consumes, and afterwards folds the batch into its summaries.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 import torch
 
-from recsys_stream._arrays import DecayedCounts, IdIndex, IntArray, UserSequences, earlier_same_key
+from recsys_stream._arrays import DecayedCounts, IdIndex, IntArray, UserSequences
 from recsys_stream.events import EventBatch
 from recsys_stream.learner.statistics import RatingStatistics
 from recsys_stream.model import BatchInputs
+
+
+@dataclass(frozen=True, slots=True)
+class _Exclusions:
+    """What rows exclude, as :class:`BatchInputs` carries it (numpy, before the device)."""
+
+    row_groups: IntArray
+    n_groups: int
+    groups: IntArray
+    items: IntArray
+
+    @classmethod
+    def per_row(cls, rows: IntArray, items: IntArray, *, n_rows: int) -> _Exclusions:
+        """``(row, item)`` pairs, every row a group of its own."""
+        return cls(np.arange(n_rows), n_rows, rows, items)
+
+    @classmethod
+    def none(cls, n_rows: int) -> _Exclusions:
+        empty = np.zeros(0, np.int64)
+        return cls.per_row(empty, empty, n_rows=n_rows)
 
 
 class StreamFeatures:
@@ -91,9 +112,9 @@ class StreamFeatures:
             context >= 0, window.values - mean - self.statistics.item_effect(context), 0.0
         )
         if with_exclusions:
-            excluded_rows, excluded_items = self._history_pairs(users, items)
+            exclusions = self._stored_history(users)
         else:
-            excluded_rows = excluded_items = np.zeros(0, dtype=np.int64)
+            exclusions = _Exclusions.none(len(users))
         now = float(batch.timestamps[0]) if len(batch) else self._last_timestamp
         return self._package(
             device,
@@ -104,7 +125,7 @@ class StreamFeatures:
             context_residuals=context_residuals,
             rating_baseline=mean + item_effect + user_effect,
             now=now,
-            excluded=(excluded_rows, excluded_items),
+            exclusions=exclusions,
         )
 
     def serving_inputs(
@@ -119,11 +140,14 @@ class StreamFeatures:
             window.mask, window.values - mean - self.statistics.item_effect(window.items), 0.0
         )
         if with_exclusions:
-            excluded = self.sequences.gather(
-                users, np.zeros(len(users), np.int64), self.sequences.lengths(users)
+            exclusions = _Exclusions.per_row(
+                *self.sequences.gather(
+                    users, np.zeros(len(users), np.int64), self.sequences.lengths(users)
+                ),
+                n_rows=len(users),
             )
         else:
-            excluded = (np.zeros(0, np.int64), np.zeros(0, np.int64))
+            exclusions = _Exclusions.none(len(users))
         user_effect = self.statistics.user_effect(users)
         return self._package(
             device,
@@ -134,7 +158,7 @@ class StreamFeatures:
             context_residuals=context_residuals,
             rating_baseline=mean + user_effect,
             now=self._last_timestamp,
-            excluded=excluded,
+            exclusions=exclusions,
         )
 
     def training_inputs(
@@ -173,7 +197,7 @@ class StreamFeatures:
             context_residuals=context_residuals,
             rating_baseline=mean + item_effect + user_effect,
             now=self._last_timestamp,
-            excluded=excluded,
+            exclusions=_Exclusions.per_row(*excluded, n_rows=len(users)),
         )
 
     def query_inputs(
@@ -192,7 +216,6 @@ class StreamFeatures:
         context_residuals = np.where(
             window.mask, window.values - mean - stats.item_effect(window.items), 0.0
         )
-        empty = np.zeros(0, np.int64)
         return self._package(
             device,
             users=safe_users,
@@ -202,7 +225,7 @@ class StreamFeatures:
             context_residuals=context_residuals,
             rating_baseline=mean + stats.item_effect(items) + user_effect,
             now=self._last_timestamp,
-            excluded=(empty, empty),
+            exclusions=_Exclusions.none(len(users)),
         )
 
     def _package(
@@ -216,7 +239,7 @@ class StreamFeatures:
         context_residuals: npt.ArrayLike,
         rating_baseline: npt.ArrayLike,
         now: float | None,
-        excluded: tuple[IntArray, IntArray],
+        exclusions: _Exclusions,
     ) -> BatchInputs:
         at = now if now is not None else 0.0
         ids = self.items.ids
@@ -237,19 +260,20 @@ class StreamFeatures:
             context_residuals=tensor(context_residuals, torch.float32),
             rating_baseline=tensor(rating_baseline, torch.float32),
             popularity_prior=tensor(prior, torch.float32),
-            excluded_rows=tensor(excluded[0], torch.long),
-            excluded_items=tensor(excluded[1], torch.long),
+            row_groups=tensor(exclusions.row_groups, torch.long),
+            n_groups=exclusions.n_groups,
+            excluded_groups=tensor(exclusions.groups, torch.long),
+            excluded_items=tensor(exclusions.items, torch.long),
         )
 
-    def _history_pairs(self, users: IntArray, items: IntArray) -> tuple[IntArray, IntArray]:
-        """``(row, item)`` for every item a row's user rated before it, batch included."""
-        stored = self.sequences.lengths(users)
-        rows, history = self.sequences.gather(users, np.zeros(len(users), np.int64), stored)
-        earlier_rows, later_rows = earlier_same_key(users)
-        rows = np.concatenate([rows, later_rows])
-        history = np.concatenate([history, items[earlier_rows]])
-        keep = history >= 0
-        return rows[keep], history[keep]
+    def _stored_history(self, users: IntArray) -> _Exclusions:
+        """Every item a row's user rated before it: the stored history, listed once per user
+        of the batch (a group), and the batch's earlier rows of that user (the model's
+        :meth:`BatchInputs.excluded` adds those)."""
+        groups, row_groups = np.unique(users, return_inverse=True)
+        lengths = self.sequences.lengths(groups)
+        pair_groups, items = self.sequences.gather(groups, np.zeros(len(groups), np.int64), lengths)
+        return _Exclusions(row_groups, len(groups), pair_groups, items)
 
     def advance(self, batch: EventBatch, device: torch.device) -> tuple[BatchInputs, int, int]:
         """Register ``batch``, build its training inputs from the log before it, then fold it

@@ -318,14 +318,15 @@ class OnlineLearner:
             vectors = self.model.user_vectors(inputs)
             scores = self.model.item_scores(vectors, inputs.popularity_prior)
             mask = torch.ones_like(scores, dtype=torch.bool)
-            if len(inputs.excluded_rows):
-                mask[inputs.excluded_rows, inputs.excluded_items] = False
+            # Serving inputs give every user a group of its own: groups are rows here.
+            if len(inputs.excluded_groups):
+                mask[inputs.excluded_groups, inputs.excluded_items] = False
             columns, values = top_k(scores, mask, k)
             item_ids = self.features.items.ids
             ids = np.where(
                 columns.cpu().numpy() >= 0, item_ids[columns.clamp(min=0).cpu().numpy()], -1
             )
-            rows = inputs.excluded_rows.cpu().numpy()
+            rows = inputs.excluded_groups.cpu().numpy()
             seen = item_ids[inputs.excluded_items.cpu().numpy()]
             vectors_np = vectors.cpu().numpy()
             states = [

@@ -83,11 +83,13 @@ class ReplayBuffer:
         picked = torch.as_tensor(
             self._rng.integers(0, size, min(n, size)), device=template.ratings.device
         )
-        empty = template.excluded_rows[:0]
+        empty = template.excluded_groups[:0]
         return dataclasses.replace(
             template,
             **{name: self._rows[name][picked] for name in _ROW_FIELDS},
-            excluded_rows=empty,
+            row_groups=torch.arange(len(picked), device=picked.device),
+            n_groups=len(picked),
+            excluded_groups=empty,
             excluded_items=empty,
         )
 
@@ -105,10 +107,18 @@ class ReplayBuffer:
 
 
 def concatenate(batch: BatchInputs, extra: BatchInputs | None) -> BatchInputs:
-    """The batch followed by extra rows (whose exclusions are empty)."""
+    """The batch followed by extra rows (whose exclusions are empty: each a group of its own,
+    after the batch's groups)."""
     if extra is None:
         return batch
     return dataclasses.replace(
         batch,
         **{name: torch.cat([getattr(batch, name), getattr(extra, name)]) for name in _ROW_FIELDS},
+        row_groups=torch.cat(
+            [
+                batch.row_groups,
+                batch.n_groups + torch.arange(len(extra), device=extra.ratings.device),
+            ]
+        ),
+        n_groups=batch.n_groups + len(extra),
     )

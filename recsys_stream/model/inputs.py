@@ -29,9 +29,52 @@ class BatchInputs:
     popularity_prior: torch.Tensor
     """``[n_items, horizons]`` log(1 + decayed count) of every item row at the batch's start,
     one column per popularity horizon, the learner's own (30 days by default) first."""
-    excluded_rows: torch.Tensor
+    row_groups: torch.Tensor
+    """``[B]`` each row's exclusion group, in ``0 .. n_groups - 1``: the rows of one user in
+    one micro-batch share a group (their stored history is listed once, not once per row);
+    a row whose exclusions are its own has a group of its own."""
+    n_groups: int
+    excluded_groups: torch.Tensor
     excluded_items: torch.Tensor
-    """``(row, item)`` pairs: what each row's user rated before it."""
+    """``(group, item)`` pairs: items every row of the group has rated before it (``-1``
+    items are ignored)."""
 
     def __len__(self) -> int:
         return len(self.ratings)
+
+    def excluded(self, n_columns: int) -> torch.Tensor:
+        """``[B, n_columns]``: True where row r's user rated item c before r, that is, where
+        ``(row_groups[r], c)`` is an excluded pair or c is the item of an earlier row of
+        the same group. ``items`` and ``excluded_items`` must be item rows below
+        ``n_columns`` (or ``-1``: nothing).
+
+        >>> inputs = BatchInputs(
+        ...     users=torch.tensor([0, 0, 1]), items=torch.tensor([2, 3, -1]),
+        ...     ratings=torch.zeros(3), context_items=torch.zeros(3, 1, dtype=torch.long),
+        ...     context_residuals=torch.zeros(3, 1), rating_baseline=torch.zeros(3),
+        ...     popularity_prior=torch.zeros(4, 1), row_groups=torch.tensor([0, 0, 1]),
+        ...     n_groups=2, excluded_groups=torch.tensor([0, 1]),
+        ...     excluded_items=torch.tensor([1, 0]),
+        ... )
+        >>> inputs.excluded(4).int().tolist()
+        [[0, 1, 0, 0], [0, 1, 1, 0], [1, 0, 0, 0]]
+        """
+        device = self.items.device
+        by_group = torch.zeros(self.n_groups, n_columns, dtype=torch.bool, device=device)
+        known = self.excluded_items >= 0
+        by_group[self.excluded_groups[known], self.excluded_items[known]] = True
+        # A row also excludes the items of its group's earlier rows: those the group met
+        # first at an earlier row (an unknown item is met in a spare last slot).
+        n_rows = len(self.row_groups)
+        order = torch.arange(n_rows, dtype=torch.int32, device=device)
+        first = torch.full(
+            (self.n_groups * n_columns + 1,), n_rows, dtype=torch.int32, device=device
+        )
+        slots = torch.where(
+            self.items >= 0, self.row_groups * n_columns + self.items, self.n_groups * n_columns
+        )
+        first.scatter_reduce_(0, slots, order, "amin")
+        first_met = first[:-1].view(self.n_groups, n_columns).index_select(0, self.row_groups)
+        excluded = by_group.index_select(0, self.row_groups)
+        excluded |= first_met < order[:, None]
+        return excluded

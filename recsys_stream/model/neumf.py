@@ -231,14 +231,11 @@ class ContextualNeuMF:
         user_vectors = self._user_vectors(remapped, pooled, self.user_embedding.take(user_rows))
         prior = inputs.popularity_prior[item_rows] @ self.dense.prior_weight
         logits = torch.addmm(bias + prior - log_sampling, user_vectors, item_table.T)
-        seen = (remapped.excluded_items >= 0) & (
-            remapped.excluded_items != targets[remapped.excluded_rows]
-        )
+        seen = remapped.excluded(len(item_rows))
+        # A user who rates an item again still learns it as the target.
+        seen[torch.arange(len(targets), device=self.device), targets] = False
         # In place: the product's backward does not need its output.
-        logits.index_put_(
-            (remapped.excluded_rows[seen], remapped.excluded_items[seen]),
-            torch.tensor(_MASKED, device=self.device),
-        )
+        logits.masked_fill_(seen, _MASKED)
         weights = torch.where(
             inputs.ratings >= self.relevance_threshold, 1.0, config.irrelevant_weight
         )
@@ -319,7 +316,9 @@ def _remap(inputs: BatchInputs, local: torch.Tensor, user_inverse: torch.Tensor)
         context_residuals=inputs.context_residuals,
         rating_baseline=inputs.rating_baseline,
         popularity_prior=inputs.popularity_prior,
-        excluded_rows=inputs.excluded_rows,
+        row_groups=inputs.row_groups,
+        n_groups=inputs.n_groups,
+        excluded_groups=inputs.excluded_groups,
         excluded_items=torch.where(
             inputs.excluded_items >= 0, local[inputs.excluded_items], inputs.excluded_items
         ),

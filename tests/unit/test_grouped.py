@@ -7,7 +7,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from recsys_stream._arrays.grouped import (
-    earlier_same_key,
     exclusive_group_sum,
     occurrence_rank,
     ragged_arange,
@@ -31,10 +30,6 @@ def naive_ragged_arange(starts: list[int], lengths: list[int]) -> tuple[list[int
 
 def naive_occurrence_rank(keys: list[int]) -> list[int]:
     return [keys[:j].count(key) for j, key in enumerate(keys)]
-
-
-def naive_earlier_same_key(keys: list[int]) -> list[tuple[int, int]]:
-    return [(k, j) for j in range(len(keys)) for k in range(j) if keys[k] == keys[j]]
 
 
 def naive_exclusive_group_sum(keys: list[int], values: list[float]) -> list[float]:
@@ -98,40 +93,6 @@ def test_occurrence_rank_matches_a_loop(keys: np.ndarray) -> None:
     ranks = occurrence_rank(keys)
     assert ranks.dtype == np.int64
     assert ranks.tolist() == naive_occurrence_rank(keys.tolist())
-
-
-# -------------------------------------------------------------------- earlier_same_key
-
-
-def test_earlier_same_key_lists_every_earlier_later_pair() -> None:
-    earlier, later = earlier_same_key(np.array([7, 3, 7, 7, 3]))
-    assert sorted(zip(earlier.tolist(), later.tolist(), strict=True)) == [
-        (0, 2),
-        (0, 3),
-        (1, 4),
-        (2, 3),
-    ]
-
-
-def test_earlier_same_key_of_distinct_keys_is_empty() -> None:
-    earlier, later = earlier_same_key(np.array([4, 1, 2]))
-    assert earlier.tolist() == []
-    assert later.tolist() == []
-
-
-def test_earlier_same_key_of_nothing_is_empty() -> None:
-    earlier, later = earlier_same_key(np.zeros(0, dtype=np.int64))
-    assert earlier.tolist() == []
-    assert later.tolist() == []
-
-
-@SETTINGS
-@given(keys_strategy)
-def test_earlier_same_key_matches_a_loop(keys: np.ndarray) -> None:
-    earlier, later = earlier_same_key(keys)
-    pairs = list(zip(earlier.tolist(), later.tolist(), strict=True))
-    assert len(pairs) == len(set(pairs))
-    assert sorted(pairs) == sorted(naive_earlier_same_key(keys.tolist()))
 
 
 # ----------------------------------------------------------------- exclusive_group_sum

@@ -36,7 +36,9 @@ def make_batch(start: int, n: int, *, prior: float = 0.0) -> BatchInputs:
         context_residuals=torch.stack([ids.float() / 4, -ids.float()], dim=1),
         rating_baseline=ids.double() + 0.5,
         popularity_prior=torch.full((N_ITEMS,), prior),
-        excluded_rows=torch.tensor([0, 0], dtype=torch.int64),
+        row_groups=torch.zeros(n, dtype=torch.int64),
+        n_groups=1,
+        excluded_groups=torch.tensor([0, 0], dtype=torch.int64),
         excluded_items=torch.tensor([3, 4], dtype=torch.int64),
     )
 
@@ -180,9 +182,11 @@ def test_sample_returns_stored_rows_with_all_their_fields() -> None:
     assert set(sample.users.tolist()) <= set(stored_ids(buffer))
     assert_rows_consistent(sample)
     assert torch.equal(sample.popularity_prior, template.popularity_prior)
-    assert sample.excluded_rows.shape == (0,)
+    assert sample.excluded_groups.shape == (0,)
     assert sample.excluded_items.shape == (0,)
-    assert sample.excluded_rows.dtype == template.excluded_rows.dtype
+    assert sample.excluded_groups.dtype == template.excluded_groups.dtype
+    assert sample.row_groups.tolist() == list(range(6))
+    assert sample.n_groups == 6
 
 
 def test_sample_never_returns_more_rows_than_stored() -> None:
@@ -285,6 +289,10 @@ def test_concatenate_appends_the_extra_rows_and_keeps_the_batchs_exclusions() ->
     for name in ROW_FIELDS:
         assert torch.equal(getattr(combined, name)[:3], getattr(batch, name))
         assert torch.equal(getattr(combined, name)[3:], getattr(extra, name))
-    assert torch.equal(combined.excluded_rows, batch.excluded_rows)
+    assert torch.equal(combined.excluded_groups, batch.excluded_groups)
     assert torch.equal(combined.excluded_items, batch.excluded_items)
     assert torch.equal(combined.popularity_prior, batch.popularity_prior)
+    # The replayed rows exclude nothing: each is a group of its own, after the batch's one.
+    assert combined.row_groups.tolist() == [0, 0, 0, 1, 2]
+    assert combined.n_groups == 3
+    assert not combined.excluded(50)[3:].any()
