@@ -47,6 +47,9 @@ class IdIndex:
     def lookup(self, ids: npt.ArrayLike) -> npt.NDArray[np.int64]:
         """Rows of ``ids``; ``-1`` for ids never added."""
         keys = np.asarray(ids, dtype=np.int64)
+        if keys.size and keys.min() >= 0 and keys.max() < len(self._table):
+            # The usual case, every key in the direct-address table: one gather.
+            return self._table[keys]
         rows = np.full(keys.shape, MISSING, dtype=np.int64)
         dense = (keys >= 0) & (keys < len(self._table))
         rows[dense] = self._table[keys[dense]]
