@@ -234,8 +234,10 @@ class ContextualNeuMF:
         seen = remapped.excluded(len(item_rows))
         # A user who rates an item again still learns it as the target.
         seen[torch.arange(len(targets), device=self.device), targets] = False
-        # In place: the product's backward does not need its output.
-        logits.masked_fill_(seen, _MASKED)
+        # In place, and out of the graph: the product's backward does not need its output, and
+        # a masked logit's softmax probability, so its gradient, is exactly 0 already.
+        with torch.no_grad():
+            logits.masked_fill_(seen, _MASKED)
         weights = torch.where(
             inputs.ratings >= self.relevance_threshold, 1.0, config.irrelevant_weight
         )
