@@ -36,8 +36,14 @@ class Adam:
         self.eps = eps
         # Per parameter, as torch.optim does: a parameter without a gradient does not step.
         self.steps = [0] * len(self.parameters)
-        self.first = [torch.zeros_like(p) for p in self.parameters]
-        self.second = [torch.zeros_like(p) for p in self.parameters]
+        # The parameters and both moments are views of three flat tensors: a step on which
+        # every parameter has a gradient is a few operations on those, not a few per tensor
+        # (on the CPU, ``_foreach`` kernels loop over the tensors).
+        self._flat = _flatten(self.parameters)
+        self._flat_first = torch.zeros_like(self._flat) if self._flat is not None else None
+        self._flat_second = torch.zeros_like(self._flat) if self._flat is not None else None
+        self.first = _views(self._flat_first, self.parameters)
+        self.second = _views(self._flat_second, self.parameters)
 
     def zero_grad(self) -> None:
         for parameter in self.parameters:
@@ -56,12 +62,28 @@ class Adam:
             return
         parameters: list[torch.Tensor] = [self.parameters[i] for i in chosen]
         grads = [p.grad for p in parameters if p.grad is not None]
+        for i in chosen:
+            self.steps[i] += 1
+        if (
+            self._flat is not None
+            and self._flat_first is not None
+            and self._flat_second is not None
+            and len(chosen) == len(self.parameters)
+            and len(set(self.steps)) == 1
+        ):
+            step = self.steps[0]
+            grad = torch.cat([g.reshape(-1) for g in grads])
+            if grad_scale != 1.0:
+                grad.mul_(grad_scale)
+            self._flat_first.mul_(beta1).add_(grad, alpha=1 - beta1)
+            self._flat_second.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
+            denominator = (self._flat_second / (1 - beta2**step)).sqrt_().add_(self.eps)
+            self._flat.addcdiv_(self._flat_first, denominator, value=-self.lr / (1 - beta1**step))
+            return
         if grad_scale != 1.0:
             torch._foreach_mul_(grads, grad_scale)
         firsts = [self.first[i] for i in chosen]
         seconds = [self.second[i] for i in chosen]
-        for i in chosen:
-            self.steps[i] += 1
         torch._foreach_mul_(firsts, beta1)
         torch._foreach_add_(firsts, grads, alpha=1 - beta1)
         torch._foreach_mul_(seconds, beta2)
@@ -82,6 +104,31 @@ class Adam:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.steps = [int(step) for step in state["steps"]]
-        device = self.parameters[0].device if self.parameters else torch.device("cpu")
-        self.first = [t.to(device) for t in state["first"]]
-        self.second = [t.to(device) for t in state["second"]]
+        with torch.no_grad():
+            for moments, saved in ((self.first, state["first"]), (self.second, state["second"])):
+                for moment, value in zip(moments, saved, strict=True):
+                    moment.copy_(value)
+
+
+def _flatten(parameters: list[torch.nn.Parameter]) -> torch.Tensor | None:
+    """One tensor holding every parameter, each parameter made a view of it (None when they
+    differ in dtype or device: they stay as they are)."""
+    if not parameters or len({(p.dtype, p.device) for p in parameters}) > 1:
+        return None
+    with torch.no_grad():
+        flat = torch.cat([p.detach().reshape(-1) for p in parameters])
+    for parameter, view in zip(parameters, _views(flat, parameters), strict=True):
+        parameter.data = view
+    return flat
+
+
+def _views(flat: torch.Tensor | None, like: list[torch.nn.Parameter]) -> list[torch.Tensor]:
+    """Consecutive views of ``flat`` shaped as the tensors ``like`` (zeros of their shapes when
+    there is no flat tensor)."""
+    if flat is None:
+        return [torch.zeros_like(p) for p in like]
+    views, offset = [], 0
+    for tensor in like:
+        views.append(flat[offset : offset + tensor.numel()].view_as(tensor))
+        offset += tensor.numel()
+    return views
