@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import dataclasses
 import os
+import re
 import signal
 import socket
 import threading
@@ -77,8 +78,10 @@ DataDirOption = Annotated[
 DatasetOption = Annotated[
     str,
     typer.Option(
-        help="MovieLens variant (ml-100k, ml-1m, ...) or a synthetic stream: "
-        "synthetic[:EVENTS][:users=N][:items=N][:seed=N], e.g. synthetic:1M:items=60000."
+        help="MovieLens variant (ml-100k, ml-1m, ...), a synthetic stream "
+        "(synthetic[:EVENTS][:users=N][:items=N][:seed=N], e.g. synthetic:1M:items=60000), "
+        "or a file of your own ratings, csv:PATH (columns user_id, item_id, rating, "
+        "timestamp; docs/data.md)."
     ),
 ]
 
@@ -170,7 +173,9 @@ def simulate(
     log = InMemoryEventLog(partitions=1)
     follow = threading.Event() if serve else None
     served = _serve_embedded(settings, sink, log, data, port) if serve else None
-    run_dir = out or Path("runs") / f"{dataset.replace(':', '-')}-{time.strftime('%Y%m%d-%H%M%S')}"
+    # A ratings file's path would nest folders: keep the name's letters, digits and dots.
+    slug = re.sub(r"[^A-Za-z0-9._]+", "-", dataset).strip("-")
+    run_dir = out or Path("runs") / f"{slug}-{time.strftime('%Y%m%d-%H%M%S')}"
     shown: list[RunReport] = []
 
     def show(report: RunReport) -> None:

@@ -1,6 +1,8 @@
-"""Rating data: the MovieLens variants and synthetic MovieLens-like streams, as one type.
+"""Rating data: the MovieLens variants, synthetic MovieLens-like streams and files of one's own
+ratings, as one type.
 
-Both :func:`load_dataset` and :func:`generate_synthetic` return a :class:`Dataset` whose
+:func:`load_dataset`, :func:`generate_synthetic` and :func:`load_ratings_file` return a
+:class:`Dataset` whose
 ``ratings`` frame (user_id, item_id, rating, timestamp) is in stream order.
 
 >>> from recsys_stream.data import generate_synthetic
@@ -16,6 +18,7 @@ from recsys_stream.data._download import (
     DatasetChecksumError,
     DatasetError,
     DatasetUnavailableError,
+    UnknownDatasetError,
 )
 from recsys_stream.data.movielens import (
     RATINGS_DTYPES,
@@ -27,6 +30,7 @@ from recsys_stream.data.movielens import (
 from recsys_stream.data.named import SyntheticSpec, load_dataset_from_settings
 from recsys_stream.data.presets import PRESETS, SyntheticPreset
 from recsys_stream.data.profile import StreamProfile
+from recsys_stream.data.ratings_file import load_ratings_file
 from recsys_stream.data.synthetic import SyntheticConfig, generate_synthetic
 
 __all__ = [
@@ -41,8 +45,10 @@ __all__ = [
     "SyntheticConfig",
     "SyntheticPreset",
     "SyntheticSpec",
+    "UnknownDatasetError",
     "Variant",
     "generate_synthetic",
     "load_dataset",
     "load_dataset_from_settings",
+    "load_ratings_file",
 ]

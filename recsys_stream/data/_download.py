@@ -34,6 +34,10 @@ class DatasetUnavailableError(DatasetError):
     """The dataset is on no local path and could not be downloaded (offline, or disabled)."""
 
 
+class UnknownDatasetError(DatasetError, ValueError):
+    """The name is no MovieLens variant (nor a synthetic stream or a ratings file)."""
+
+
 class DatasetChecksumError(DatasetError):
     """A download's MD5 differs from the published one; the file was deleted."""
 

@@ -56,6 +56,7 @@ import pandas as pd
 from recsys_stream.data._download import (
     DatasetError,
     DatasetUnavailableError,
+    UnknownDatasetError,
     download_verified,
     fetch_published_md5,
 )
@@ -171,7 +172,10 @@ def load_dataset(
     """
     variant = VARIANTS.get(name)
     if variant is None:
-        raise ValueError(f"unknown dataset {name!r}; known: {', '.join(VARIANTS)}")
+        raise UnknownDatasetError(
+            f"unknown dataset {name!r}; known: {', '.join(VARIANTS)}, synthetic[:...] "
+            "(a generated stream) and csv:PATH (a file of one's own ratings)"
+        )
     folder = _locate(
         variant,
         None if data_dir is None else Path(data_dir),

@@ -1,6 +1,7 @@
 """Datasets by name, as the CLI, the services and the settings spell them.
 
-A name is a MovieLens variant (``ml-100k``, ``ml-1m``, ...: see :data:`VARIANTS`) or a synthetic
+A name is a MovieLens variant (``ml-100k``, ``ml-1m``, ...: see :data:`VARIANTS`), a file of
+one's own ratings, ``csv:PATH`` (:mod:`recsys_stream.data.ratings_file`), or a synthetic
 stream, ``synthetic[:EVENTS|:PRESET][:key=value...]``: ``EVENTS`` takes ``k`` and ``M``
 suffixes, ``PRESET`` is one of :data:`~recsys_stream.data.presets.PRESETS` (``ml-1m-like``,
 ``ml-latest-small-like``), and the keys are ``events``, ``users``, ``items`` and ``seed``.
@@ -28,6 +29,7 @@ from typing import Final
 from recsys_stream.data._download import DatasetError
 from recsys_stream.data.movielens import Dataset, load_dataset
 from recsys_stream.data.presets import PRESETS
+from recsys_stream.data.ratings_file import RATINGS_FILE_PREFIX, load_ratings_file
 from recsys_stream.data.synthetic import SyntheticConfig, generate_synthetic
 from recsys_stream.settings import Settings
 
@@ -111,6 +113,8 @@ def load_dataset_from_settings(name: str, settings: Settings) -> Dataset:
     spec = SyntheticSpec.parse(name)
     if spec is not None:
         return spec.generate()
+    if name.startswith(RATINGS_FILE_PREFIX):
+        return load_ratings_file(name.removeprefix(RATINGS_FILE_PREFIX))
     data = settings.data
     return load_dataset(
         name,

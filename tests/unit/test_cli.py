@@ -9,6 +9,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
+from recsys_stream.data import generate_synthetic
 from recsys_stream.settings import Settings
 from services.cli import app
 
@@ -137,4 +138,35 @@ def test_a_synthetic_name_that_cannot_be_read_is_one_clear_error() -> None:
     result = runner.invoke(app, ["simulate", "--dataset", "synthetic:1M:colours=3"])
     assert result.exit_code == 2
     assert "synthetic[:EVENTS|:PRESET]" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_simulate_runs_a_file_of_ones_own_ratings(tmp_path: Path) -> None:
+    ratings = generate_synthetic(3_000, n_users=60, n_items=150, seed=4).ratings
+    path = tmp_path / "mine.csv"
+    ratings.rename(columns={"timestamp": "time"}).to_csv(path, index=False)
+    out = tmp_path / "run"
+    result = runner.invoke(
+        app,
+        ["simulate", "--dataset", f"csv:{path}", "--out", str(out), "--no-retrain"],
+    )
+    assert result.exit_code == 0, result.output
+    assert "3,000 events" in result.output
+    assert (out / "report.json").exists()
+
+
+def test_a_ratings_file_that_cannot_be_read_is_one_clear_error(tmp_path: Path) -> None:
+    path = tmp_path / "mine.csv"
+    path.write_text("user,item,stars,time\n1,2,4,5\n")
+    result = runner.invoke(app, ["simulate", "--dataset", f"csv:{path}"])
+    assert result.exit_code == 2
+    assert "no column for rating" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_an_unknown_dataset_name_is_one_clear_error() -> None:
+    result = runner.invoke(app, ["simulate", "--dataset", "ml-3m"])
+    assert result.exit_code == 2
+    assert "unknown dataset 'ml-3m'" in result.output
+    assert "csv:PATH" in result.output
     assert "Traceback" not in result.output
