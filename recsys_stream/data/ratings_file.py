@@ -4,13 +4,13 @@ Wherever a dataset is named (``simulate --dataset``, ``replay --dataset``), ``cs
 such a file. Columns are found by their header, in any case and order; others are ignored:
 
 ========== =======================================================================
-user       ``user_id``, ``userId``, ``user``: non-negative integers
-item       ``item_id``, ``itemId``, ``movieId``, ``item``: non-negative integers
-rating     ``rating``: numbers, on any scale (the file's lowest and highest rating are
-           the scale predictions are clipped to)
+user       ``user_id``, ``userId``, ``user``: integers from 0 to 2^31 - 1
+item       ``item_id``, ``itemId``, ``movieId``, ``item``: integers from 0 to 2^31 - 1
+rating     ``rating``: numbers from 0.5 to 5, the rating events' scale (the file's lowest
+           and highest rating are the range predictions are clipped to)
 time       ``timestamp``, ``time``: Unix seconds (values above 10^11 are read as
            milliseconds), or date-times such as ``2024-05-01T12:00:00Z`` (UTC when no
-           zone is given)
+           zone is given), from 1970 to 2100
 title      optional: the item's name, shown by the dashboard and the API
 ========== =======================================================================
 
@@ -18,10 +18,6 @@ A file ending in ``.tsv`` or ``.tab`` is split on tabs; compressed files (``.gz`
 ...) are read as they are. Rows with a missing field are dropped with a warning, as for the
 MovieLens files; anything else unreadable raises :class:`DatasetError` naming the file, the
 column and an example of the bad value.
-
-The relevance threshold of the ranking metrics (4.0 by default, ``RECSYS_STREAM__RELEVANCE_
-THRESHOLD``) and the like threshold (3.5) are on MovieLens' 5-star scale: set them for
-another scale.
 
 >>> import tempfile, pathlib
 >>> folder = pathlib.Path(tempfile.mkdtemp())
@@ -49,6 +45,7 @@ import pandas as pd
 
 from recsys_stream.data._download import DatasetError
 from recsys_stream.data.movielens import RATINGS_DTYPES, Dataset
+from recsys_stream.events.rating import MAX_ID, RATING_MAX, RATING_MIN, TIMESTAMP_MAX
 
 __all__ = ["RATINGS_FILE_PREFIX", "load_ratings_file"]
 
@@ -133,17 +130,24 @@ def _bad(path: Path, column: str, values: pd.Series, ok: pd.Series, what: str) -
 
 def _ids(path: Path, values: pd.Series, column: str) -> pd.Series:
     numbers = pd.to_numeric(values, errors="coerce")
-    ok = numbers.notna() & (numbers >= 0) & (numbers == np.floor(numbers.fillna(0)))
+    ok = numbers.between(0, MAX_ID) & (numbers == np.floor(numbers.fillna(0)))
     if not ok.all():
-        raise _bad(path, column, values, ok, "non-negative integer ids")
+        raise _bad(path, column, values, ok, f"integer ids from 0 to {MAX_ID}")
     return numbers.astype("int64")
 
 
 def _ratings(path: Path, values: pd.Series, column: str) -> pd.Series:
     numbers = pd.to_numeric(values, errors="coerce")
-    ok = numbers.notna() & np.isfinite(numbers.fillna(0))
+    ok = numbers.between(RATING_MIN, RATING_MAX)
     if not ok.all():
-        raise _bad(path, column, values, ok, "numbers")
+        raise _bad(
+            path,
+            column,
+            values,
+            ok,
+            f"numbers from {RATING_MIN} to {RATING_MAX} (the rating events' scale: rescale "
+            "ratings on another one)",
+        )
     return numbers.astype("float32")
 
 
@@ -154,13 +158,17 @@ def _seconds(path: Path, values: pd.Series, column: str) -> pd.Series:
         ok = numbers.notna() & np.isfinite(numbers.fillna(0))
         if not ok.all():
             raise _bad(path, column, values, ok, "Unix seconds or date-times")
-        seconds = numbers.where(numbers.abs() < _MILLISECONDS_FROM, numbers / 1000)
-        return seconds.round().astype("int64")
-    times = pd.to_datetime(values, errors="coerce", utc=True, format="mixed")
-    ok = times.notna()
+        seconds = numbers.where(numbers.abs() < _MILLISECONDS_FROM, numbers / 1000).round()
+    else:
+        times = pd.to_datetime(values, errors="coerce", utc=True, format="mixed")
+        ok = times.notna()
+        if not ok.all():
+            raise _bad(path, column, values, ok, "Unix seconds or date-times")
+        seconds = (times - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(seconds=1)
+    ok = seconds.between(0, TIMESTAMP_MAX)
     if not ok.all():
-        raise _bad(path, column, values, ok, "Unix seconds or date-times")
-    return (times - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(seconds=1)
+        raise _bad(path, column, values, ok, "times from 1970 to 2100")
+    return seconds.astype("int64")
 
 
 def _items(item_ids: pd.Series, titles: pd.Series | None) -> pd.DataFrame:

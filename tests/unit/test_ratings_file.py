@@ -62,9 +62,18 @@ def test_date_times_and_milliseconds_become_unix_seconds(tmp_path: Path) -> None
     assert load_ratings_file(path).ratings["timestamp"].tolist() == [1714564800]
 
 
-def test_the_rating_scale_is_the_files_own(tmp_path: Path) -> None:
-    path = _file(tmp_path, "user,item,rating,timestamp\n1,1,0.5,1\n1,2,10,2\n")
-    assert load_ratings_file(path).rating_range == (0.5, 10.0)
+def test_predictions_are_clipped_to_the_files_own_range_of_ratings(tmp_path: Path) -> None:
+    path = _file(tmp_path, "user,item,rating,timestamp\n1,1,0.5,1\n1,2,3,2\n")
+    assert load_ratings_file(path).rating_range == (0.5, 3.0)
+
+
+def test_ratings_off_the_events_scale_are_refused_rather_than_dead_lettered_later(
+    tmp_path: Path,
+) -> None:
+    # A rating event holds 0.5 to 5 stars: a 10-point file would lose most of its events.
+    path = _file(tmp_path, "user,item,rating,timestamp\n1,1,4,1\n1,2,10,2\n")
+    with pytest.raises(DatasetError, match=r"from 0.5 to 5.0 .*rescale.* e\.g\. '10'"):
+        load_ratings_file(path)
 
 
 def test_a_title_column_names_the_items_by_their_first_title(tmp_path: Path) -> None:
@@ -94,9 +103,11 @@ def test_a_file_without_a_needed_column_is_refused_naming_it(tmp_path: Path) -> 
     [
         ("u1,1,4,1", "user", "'u1'"),
         ("-1,1,4,1", "user", "'-1'"),
+        ("2147483648,1,4,1", "user", "'2147483648'"),
         ("1,1.5,4,1", "item", "'1.5'"),
         ("1,1,good,1", "rating", "'good'"),
         ("1,1,4,yesterday", "timestamp", "'yesterday'"),
+        ("1,1,4,1969-07-20", "timestamp", "'1969-07-20'"),
     ],
 )
 def test_an_unreadable_value_is_refused_naming_the_column_and_an_example(
