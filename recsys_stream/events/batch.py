@@ -72,6 +72,23 @@ class EventBatch:
             ratings["timestamp"].to_numpy(),
         )
 
+    @classmethod
+    def concatenate(cls, batches: Sequence[EventBatch]) -> EventBatch:
+        """The batches one after another.
+
+        >>> one = EventBatch.from_arrays([1], [10], [4], [0])
+        >>> EventBatch.concatenate([one, one]).user_ids.tolist(), len(EventBatch.concatenate([]))
+        ([1, 1], 0)
+        """
+        if not batches:
+            return cls.from_arrays([], [], [], [])
+        return cls(
+            np.concatenate([batch.user_ids for batch in batches]),
+            np.concatenate([batch.item_ids for batch in batches]),
+            np.concatenate([batch.ratings for batch in batches]),
+            np.concatenate([batch.timestamps for batch in batches]),
+        )
+
     def split(self, size: int) -> Iterator[EventBatch]:
         """Consecutive micro-batches of ``size`` events (the last one may be shorter).
 

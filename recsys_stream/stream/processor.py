@@ -31,7 +31,7 @@ import numpy.typing as npt
 from recsys_stream.base import StreamingRecommender
 from recsys_stream.baselines import CoocKNN, most_popular, recent_popular
 from recsys_stream.evaluation import PrequentialEvaluator
-from recsys_stream.events import EventBatch, RatingEvent, decode_message
+from recsys_stream.events import EventBatch, decode_columns
 from recsys_stream.learner import OnlineLearner
 from recsys_stream.report import LossSeries, StreamReport
 from recsys_stream.serving import DeadLetter, OutputSink, UserRecommendations
@@ -54,23 +54,23 @@ class BatchResult:
 
 def decode_records(
     payloads: Sequence[bytes | None], sources: Sequence[str] | None = None
-) -> tuple[list[RatingEvent], list[DeadLetter], list[int]]:
+) -> tuple[EventBatch, list[DeadLetter], list[int]]:
     """Decode messages (single events or envelopes): the valid events in order, the dead
     letters with their reason (and index in their envelope), and each message's count of
     valid events."""
-    events: list[RatingEvent] = []
+    batches: list[EventBatch] = []
     dead: list[DeadLetter] = []
     valid: list[int] = []
     for position, payload in enumerate(payloads):
-        decoded = decode_message(payload)
-        events.extend(decoded.events)
-        valid.append(len(decoded.events))
+        batch, invalid = decode_columns(payload)
+        batches.append(batch)
+        valid.append(len(batch))
         source = sources[position] if sources is not None else ""
         dead.extend(
             DeadLetter(bad.payload, str(bad.error), source, bad.error.code, bad.index)
-            for bad in decoded.invalid
+            for bad in invalid
         )
-    return events, dead, valid
+    return EventBatch.concatenate(batches), dead, valid
 
 
 class StreamProcessor:
@@ -150,7 +150,7 @@ class StreamProcessor:
         learned = relevant = 0
         hits: dict[str, int] = {}
         users = []
-        for batch in EventBatch.from_events(events).split(self.batch_size):
+        for batch in events.split(self.batch_size):
             result = self.process_batch(batch)
             learned += result.learned
             relevant += result.relevant

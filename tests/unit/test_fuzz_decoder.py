@@ -14,11 +14,20 @@ import os
 import typing
 from typing import Any
 
+import numpy as np
 import orjson
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from recsys_stream.events import ErrorCode, RatingEvent, decode_message, encode, pack
+from recsys_stream.events import (
+    ErrorCode,
+    EventBatch,
+    RatingEvent,
+    decode_columns,
+    decode_message,
+    encode,
+    pack,
+)
 from recsys_stream.events.envelope import MAX_ENVELOPE_BYTES
 
 EXAMPLES = int(os.environ.get("RECSYS_FUZZ_EXAMPLES", "200"))
@@ -134,3 +143,50 @@ def test_packed_envelopes_decode_to_exactly_the_events_packed(
         assert len(decoded.events) == count
         unpacked.extend(decoded.events)
     assert unpacked == events
+
+
+def _assert_same(columns: EventBatch, events: list[RatingEvent]) -> None:
+    expected = EventBatch.from_events(events)
+    for name in ("user_ids", "item_ids", "ratings", "timestamps"):
+        actual, wanted = getattr(columns, name), getattr(expected, name)
+        assert actual.dtype == wanted.dtype, name
+        assert np.array_equal(actual, wanted), name
+
+
+@FUZZ
+@given(message())
+def test_the_columns_decoder_accepts_and_refuses_exactly_what_the_event_decoder_does(
+    raw: bytes,
+) -> None:
+    batch, invalid = decode_columns(raw)
+    decoded = decode_message(raw)
+    _assert_same(batch, decoded.events)
+    assert [(bad.index, bad.error.code, str(bad.error)) for bad in invalid] == [
+        (bad.index, bad.error.code, str(bad.error)) for bad in decoded.invalid
+    ]
+
+
+@FUZZ
+@given(
+    st.lists(
+        valid_fields
+        | st.fixed_dictionaries(
+            {
+                "user_id": st.integers(0, 2**31 - 1),
+                "item_id": st.integers(0, 2**31 - 1),
+                "rating": st.integers(1, 5),
+                "timestamp": st.integers(0, 4_102_444_800),
+                "event_id": st.none(),
+            }
+        ),
+        min_size=1,
+        max_size=60,
+    )
+)
+def test_an_envelope_of_valid_events_decodes_to_the_same_columns(
+    fields: list[dict[str, Any]],
+) -> None:
+    raw = orjson.dumps({"version": 1, "events": fields})
+    batch, invalid = decode_columns(raw)
+    assert not invalid
+    _assert_same(batch, decode_message(raw).events)

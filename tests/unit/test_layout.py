@@ -21,8 +21,8 @@ CORE = ROOT / "recsys_stream"
 
 LAYERS: tuple[frozenset[str], ...] = (
     frozenset({"settings", "files"}),
-    frozenset({"_arrays", "events", "report", "data"}),
-    frozenset({"base", "serving", "model"}),
+    frozenset({"_arrays", "events", "report"}),
+    frozenset({"data", "base", "serving", "model"}),
     frozenset({"baselines", "learner"}),
     frozenset({"evaluation"}),
     frozenset({"stream", "reporting"}),
