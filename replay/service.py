@@ -52,6 +52,10 @@ _CHUNK = 8192
 _SETTLE_EVERY_S = 1.0
 _CLOSE_TIMEOUT_S = 10.0
 """Longest wait for the producer to close once everything is settled."""
+_PACING_STEP_S = 0.005
+"""A paced replay sends an event as soon as it is due within this: it sleeps once per step,
+not once per event (a sleep per event cost 40 µs of CPU at 10,000 events/s, 40% of a core);
+events wait in envelopes for ``envelope_linger_ms`` (20 ms) anyway."""
 
 
 class _StopRequestedError(Exception):
@@ -408,7 +412,7 @@ class Replayer:
             due = started + event_seconds / config.speed
         else:
             return
-        while (now := time.monotonic()) < due and not self._stop.is_set():
+        while (now := time.monotonic()) < due - _PACING_STEP_S and not self._stop.is_set():
             linger_ends = outbox.linger_ends()
             if linger_ends is not None and linger_ends <= due:
                 self._stop.wait(max(0.0, linger_ends - now))
