@@ -51,6 +51,17 @@ class _Refit:
     base: ModelBase | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class _Scored:
+    """What the model made of a batch before learning it (a cache for the evaluator's two
+    questions), valid for ``key``: the batch, the events learned and the model version."""
+
+    key: tuple[int, int, int]
+    inputs: BatchInputs
+    user_vectors: torch.Tensor
+    ratings: torch.Tensor
+
+
 class OnlineLearner:
     """A :class:`ContextualNeuMF` learned online, with the log-derived state it reads."""
 
@@ -90,7 +101,7 @@ class OnlineLearner:
         """Retrains start on the config's schedule (a group's worker: on its leader's)."""
         self._threads: int | None = None
         """Online learning's torch threads before a retrain in a process took some."""
-        self._scoring_cache: tuple[tuple[int, int, int], BatchInputs] | None = None
+        self._scoring_cache: _Scored | None = None
         self._events_at_last_retrain = 0
         self._time_of_last_retrain = time.monotonic()
         self._users_changed = np.zeros(0, dtype=bool)
@@ -277,24 +288,26 @@ class OnlineLearner:
 
     # ------------------------------------------------------------------------- scoring
 
-    def _scoring_inputs(self, batch: EventBatch) -> BatchInputs:
+    def _scored(self, batch: EventBatch) -> _Scored:
         # The evaluator asks for ranking scores and rating predictions of the same batch before
-        # learning it: build its inputs once.
+        # learning it: build its inputs, and read its contexts, once.
         key = (id(batch), self.events_learned, self.version)
-        if self._scoring_cache is not None and self._scoring_cache[0] == key:
-            return self._scoring_cache[1]
+        if self._scoring_cache is not None and self._scoring_cache.key == key:
+            return self._scoring_cache
         users, items = self.features.rows(batch)
         inputs = self.features.inputs(batch, users, items, self.device, with_exclusions=False)
-        self._scoring_cache = (key, inputs)
-        return inputs
+        user_vectors, ratings = self.model.score_rows(inputs)
+        self._scoring_cache = _Scored(key, inputs, user_vectors, ratings)
+        return self._scoring_cache
 
     def rank_scores(self, query: RankingQuery) -> torch.Tensor:
         """Scores of the catalogue for some rows of a batch (the evaluator's protocol)."""
         with self.lock:
-            inputs = self._scoring_inputs(query.batch)
+            scored = self._scored(query.batch)
             rows = torch.as_tensor(query.rows, device=self.device)
-            user_vectors = self.model.user_vectors(inputs)[rows]
-            scores = self.model.item_scores(user_vectors, inputs.popularity_prior)
+            scores = self.model.item_scores(
+                scored.user_vectors[rows], scored.inputs.popularity_prior
+            )
             catalog_rows = torch.as_tensor(
                 self.features.items.lookup(query.catalog_ids), device=self.device
             )
@@ -304,8 +317,7 @@ class OnlineLearner:
     def predict_ratings(self, batch: EventBatch) -> npt.NDArray[np.float32]:
         """Predicted rating of each event of ``batch``, row j seeing only events before j."""
         with self.lock:
-            inputs = self._scoring_inputs(batch)
-            return self.model.predict_ratings(inputs).cpu().numpy()
+            return self._scored(batch).ratings.cpu().numpy()
 
     def serving_state(
         self, user_ids: npt.ArrayLike, k: int

@@ -202,13 +202,19 @@ class ContextualNeuMF:
 
     @torch.inference_mode()
     def predict_ratings(self, inputs: BatchInputs) -> torch.Tensor:
+        return self.score_rows(inputs)[1]
+
+    @torch.inference_mode()
+    def score_rows(self, inputs: BatchInputs) -> tuple[torch.Tensor, torch.Tensor]:
+        """Each row's user vector (for :meth:`item_scores`) and predicted rating, from one
+        read of the rows' contexts: what a prequential evaluation asks of a batch."""
         items = self.item_embedding.active()
         if len(items) == 0:
-            return inputs.rating_baseline
+            return self.user_vectors(inputs), inputs.rating_baseline
         item_vectors = self._target_vectors(inputs, items)
         pooled, affinity = self._context(inputs, items, item_vectors)
         user_vectors = self._user_vectors(inputs, pooled, self.user_embedding.weight)
-        return self._rating(inputs, user_vectors, item_vectors, affinity)
+        return user_vectors, self._rating(inputs, user_vectors, item_vectors, affinity)
 
     # ----------------------------------------------------------------------- learning
 

@@ -194,7 +194,7 @@ def test_popularity_priors_at_every_horizon_are_blended_by_learned_weights() -> 
     batches = list(EventBatch.from_ratings(_stream().ratings).split(500))
     for batch in batches:
         learner.learn(batch)
-    inputs = learner._scoring_inputs(batches[-1])
+    inputs = learner._scored(batches[-1]).inputs
     assert inputs.popularity_prior.shape == (len(learner.features.items), 3)
     all_time = learner.features.popularity_horizons[1]
     expected = np.log1p(all_time.counts_of(learner.features.items.ids))
@@ -211,7 +211,7 @@ def test_a_stream_years_out_of_time_order_keeps_learning_and_serving() -> None:
     learner.learn(EventBatch.from_arrays([3, 3], [10, 30], [5.0, 4.0], [0.0, 1.0]))
     items, _, _ = learner.serving_state([3], k=2)
     assert items.tolist() == [[20, -1]]
-    prior = learner._scoring_inputs(EventBatch.from_arrays([4], [10], [5.0], [2.0]))
+    prior = learner._scored(EventBatch.from_arrays([4], [10], [5.0], [2.0])).inputs
     assert torch.isfinite(prior.popularity_prior).all()
 
 
@@ -220,7 +220,7 @@ def test_without_further_horizons_the_prior_is_recent_popularitys_alone() -> Non
     batch = next(EventBatch.from_ratings(_stream().ratings).split(500))
     learner.learn(batch)
     assert learner.model.dense.prior_weight.shape == (1,)
-    assert learner._scoring_inputs(batch).popularity_prior.shape[1] == 1
+    assert learner._scored(batch).inputs.popularity_prior.shape[1] == 1
 
 
 def test_an_unknown_user_gets_the_cold_start_list() -> None:
