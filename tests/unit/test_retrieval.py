@@ -268,3 +268,19 @@ def test_top_k_matches_a_naive_stable_sort(
                     tensor[r : r + 1], torch.tensor(mask[r : r + 1]), torch.tensor([column])
                 )
                 assert rank.item() == place
+
+
+def test_top_k_of_float32_agrees_with_a_stable_sort_on_signed_zeros_infinities_and_nans() -> None:
+    values = [0.0, -0.0, 1.5, -1.5, math.inf, -math.inf, math.nan, -math.nan, 3.0, -0.0, 0.0]
+    rng = np.random.default_rng(5)
+    scores = torch.tensor(rng.choice(values, size=(40, 30)), dtype=torch.float32)
+    mask = torch.tensor(rng.random((40, 30)) < 0.8)
+    for k in (1, 7, 30, 35):
+        columns, _ = top_k(scores, mask, k)
+        ordered, expected = torch.sort(
+            scores.masked_fill(~mask, -math.inf), dim=1, descending=True, stable=True
+        )
+        width = min(k, 30)
+        # A -inf (no candidate) is no recommendation: column -1.
+        expected = torch.where(torch.isneginf(ordered), -1, expected)
+        assert torch.equal(columns[:, :width], expected[:, :width])
