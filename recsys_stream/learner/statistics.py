@@ -62,10 +62,7 @@ class RatingStatistics:
         caller-supplied row anyway, so they must be registered or distinct negative keys.
         """
         mean = self.mean
-        gathered = self._gather(items, self.item_sum), self._gather(items, self.item_count)
-        item_sum = gathered[0] + exclusive_group_sum(items, ratings)
-        item_count = gathered[1] + exclusive_group_sum(items, np.ones(len(items)))
-        item_effect = (item_sum - item_count * mean) / (item_count + self.item_shrinkage)
+        item_effect = self._batch_item_effects(items, ratings)
         residual = ratings - mean - item_effect
         user_sum = self._gather(users, self.user_sum) + exclusive_group_sum(users, residual)
         user_count = self._gather(users, self.user_count) + exclusive_group_sum(
@@ -73,6 +70,14 @@ class RatingStatistics:
         )
         user_effect = user_sum / (user_count + self.user_shrinkage)
         return item_effect, user_effect
+
+    def _batch_item_effects(self, items: IntArray, ratings: npt.NDArray[np.float32]) -> FloatArray:
+        """The item effect before each event, counting the batch's earlier events."""
+        item_sum = self._gather(items, self.item_sum) + exclusive_group_sum(items, ratings)
+        item_count = self._gather(items, self.item_count) + exclusive_group_sum(
+            items, np.ones(len(items))
+        )
+        return (item_sum - item_count * self.mean) / (item_count + self.item_shrinkage)
 
     def leave_one_out_effects(
         self, users: IntArray, items: IntArray, ratings: npt.NDArray[np.float32]
@@ -103,8 +108,7 @@ class RatingStatistics:
         n_items: int,
     ) -> None:
         """Fold a batch in (rows registered), each event against the effects before it."""
-        item_effect, _ = self.batch_effects(users, items, ratings)
-        residual = ratings - self.mean - item_effect
+        residual = ratings - self.mean - self._batch_item_effects(items, ratings)
         self.item_sum = _grown(self.item_sum, n_items)
         self.item_count = _grown(self.item_count, n_items)
         self.user_sum = _grown(self.user_sum, n_users)
