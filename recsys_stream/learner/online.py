@@ -54,9 +54,11 @@ class _Refit:
 @dataclass(frozen=True, slots=True)
 class _Scored:
     """What the model made of a batch before learning it (a cache for the evaluator's two
-    questions), valid for ``key``: the batch, the events learned and the model version."""
+    questions), valid for that very batch object while ``state`` (the events learned and the
+    model version) holds. The batch is held, so that its id cannot pass to another one."""
 
-    key: tuple[int, int, int]
+    batch: EventBatch
+    state: tuple[int, int]
     inputs: BatchInputs
     user_vectors: torch.Tensor
     ratings: torch.Tensor
@@ -291,13 +293,14 @@ class OnlineLearner:
     def _scored(self, batch: EventBatch) -> _Scored:
         # The evaluator asks for ranking scores and rating predictions of the same batch before
         # learning it: build its inputs, and read its contexts, once.
-        key = (id(batch), self.events_learned, self.version)
-        if self._scoring_cache is not None and self._scoring_cache.key == key:
-            return self._scoring_cache
+        state = (self.events_learned, self.version)
+        cached = self._scoring_cache
+        if cached is not None and cached.batch is batch and cached.state == state:
+            return cached
         users, items = self.features.rows(batch)
         inputs = self.features.inputs(batch, users, items, self.device, with_exclusions=False)
         user_vectors, ratings = self.model.score_rows(inputs)
-        self._scoring_cache = _Scored(key, inputs, user_vectors, ratings)
+        self._scoring_cache = _Scored(batch, state, inputs, user_vectors, ratings)
         return self._scoring_cache
 
     def rank_scores(self, query: RankingQuery) -> torch.Tensor:

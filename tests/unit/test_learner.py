@@ -136,6 +136,22 @@ def test_a_learner_whose_loss_is_not_finite_counts_the_skipped_steps(
     assert restored.steps_skipped == 2
 
 
+def test_a_batch_is_never_answered_with_what_was_cached_for_another() -> None:
+    """The evaluator's questions about a batch are cached until the learner learns; a new
+    batch object, even one at the address of a freed one, is scored afresh."""
+    learner = _learner()
+    frame = _stream().ratings
+    for batch in EventBatch.from_ratings(frame.iloc[:2000]).split(250):
+        learner.learn(batch)
+    for start in range(2000, 2400, 20):
+        batch = EventBatch.from_ratings(frame.iloc[start : start + 20])
+        users, items = learner.features.rows(batch)
+        inputs = learner.features.inputs(batch, users, items, learner.device, with_exclusions=False)
+        expected = learner.model.predict_ratings(inputs).numpy()
+        np.testing.assert_array_equal(learner.predict_ratings(batch), expected)
+        del batch  # its memory, and so its id, may go to the next one
+
+
 def test_row_j_is_scored_without_seeing_events_at_or_after_j() -> None:
     learner = _learner()
     frame = _stream().ratings
