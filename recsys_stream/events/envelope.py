@@ -118,6 +118,36 @@ def join_envelope(encoded: Sequence[bytes]) -> bytes:
 
 def decode_message(payload: bytes | bytearray | memoryview | None) -> Decoded:
     """The events of one message, single or enveloped (see the module docstring)."""
+    parsed = _parse(payload)
+    return parsed if isinstance(parsed, Decoded) else _decode_each(parsed)
+
+
+def decode_columns(
+    payload: bytes | bytearray | memoryview | None,
+) -> tuple[EventBatch, list[Invalid]]:
+    """:func:`decode_message`, the valid events as columns.
+
+    An envelope whose events are all valid is checked field by field over the whole envelope
+    (a type check per value, the ranges on arrays) instead of an object built and validated
+    per event: ~3.5x faster. Any other message is decoded event by event, which says what is
+    wrong with it.
+
+    >>> batch, invalid = decode_columns(encode_envelope([RatingEvent(1, 10, 4.0, 100)]))
+    >>> batch.item_ids.tolist(), invalid
+    ([10], [])
+    """
+    parsed = _parse(payload)
+    if not isinstance(parsed, Decoded):
+        batch = _valid_columns(parsed)
+        if batch is not None:
+            return batch, []
+        parsed = _decode_each(parsed)
+    return EventBatch.from_events(parsed.events), parsed.invalid
+
+
+def _parse(payload: bytes | bytearray | memoryview | None) -> Decoded | list[Any]:
+    """The event objects of a well-formed envelope; for any other message, what it decodes
+    to (a single event, or why it is invalid as a whole)."""
     if payload is None or len(payload) <= 1 or b'"events"' not in payload:
         try:
             return Decoded([decode(payload)])
@@ -143,8 +173,14 @@ def decode_message(payload: bytes | bytearray | memoryview | None) -> Decoded:
     problem = _envelope_problem(message)
     if problem is not None:
         return _whole(problem, "invalid_envelope", raw)
+    events: list[Any] = message["events"]
+    return events
+
+
+def _decode_each(elements: list[Any]) -> Decoded:
+    """An envelope's events one by one: each valid one, and why each other one is not."""
     decoded = Decoded()
-    for index, element in enumerate(message["events"]):
+    for index, element in enumerate(elements):
         try:
             if not isinstance(element, dict):
                 raise EventValidationError(
@@ -156,47 +192,8 @@ def decode_message(payload: bytes | bytearray | memoryview | None) -> Decoded:
     return decoded
 
 
-def decode_columns(
-    payload: bytes | bytearray | memoryview | None,
-) -> tuple[EventBatch, list[Invalid]]:
-    """:func:`decode_message`, the valid events as columns.
-
-    An envelope whose events are all valid is checked field by field over the whole envelope
-    (a type check per value, the ranges on arrays) instead of an object built and validated
-    per event: ~8x faster. Any other message goes through :func:`decode_message`, which says
-    what is wrong with it.
-
-    >>> batch, invalid = decode_columns(encode_envelope([RatingEvent(1, 10, 4.0, 100)]))
-    >>> batch.item_ids.tolist(), invalid
-    ([10], [])
-    """
-    events = _envelope_events(payload)
-    if events is not None:
-        batch = _valid_columns(events)
-        if batch is not None:
-            return batch, []
-    decoded = decode_message(payload)
-    return EventBatch.from_events(decoded.events), decoded.invalid
-
-
 _REQUIRED: Final = frozenset(REQUIRED_FIELDS)
 _KNOWN: Final = frozenset(REQUIRED_FIELDS + OPTIONAL_FIELDS)
-
-
-def _envelope_events(payload: bytes | bytearray | memoryview | None) -> list[Any] | None:
-    """The event objects of a well-formed envelope; None for anything else."""
-    if payload is None or len(payload) > MAX_ENVELOPE_BYTES or b'"events"' not in payload:
-        return None
-    try:
-        message = orjson.loads(payload)
-    except orjson.JSONDecodeError:
-        return None
-    if not isinstance(message, dict) or "events" not in message:
-        return None
-    if _envelope_problem(message) is not None:
-        return None
-    events: list[Any] = message["events"]
-    return events
 
 
 def _valid_columns(events: list[Any]) -> EventBatch | None:

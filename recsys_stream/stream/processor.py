@@ -143,14 +143,14 @@ class StreamProcessor:
     ) -> BatchResult:
         """Decode messages (single events or envelopes), route the bad ones, process the good
         ones in micro-batches of at most :attr:`batch_size` events, in order."""
-        events, dead, valid = decode_records(payloads, sources)
+        decoded, dead, valid = decode_records(payloads, sources)
         if dead:
             self.dead_letters += len(dead)
             self.sink.publish_dead_letters(dead)
         learned = relevant = 0
         hits: dict[str, int] = {}
         users = []
-        for batch in events.split(self.batch_size):
+        for batch in decoded.split(self.batch_size):
             result = self.process_batch(batch)
             learned += result.learned
             relevant += result.relevant
