@@ -39,11 +39,13 @@ class Adam:
         # The parameters and both moments are views of three flat tensors: a step on which
         # every parameter has a gradient is a few operations on those, not a few per tensor
         # (on the CPU, ``_foreach`` kernels loop over the tensors).
-        self._flat = _flatten(self.parameters)
-        self._flat_first = torch.zeros_like(self._flat) if self._flat is not None else None
-        self._flat_second = torch.zeros_like(self._flat) if self._flat is not None else None
-        self.first = _views(self._flat_first, self.parameters)
-        self.second = _views(self._flat_second, self.parameters)
+        values = _flatten(self.parameters)
+        self._flat = (
+            None if values is None else (values, torch.zeros_like(values), torch.zeros_like(values))
+        )
+        """The parameters, the first and the second moments, each as one flat tensor."""
+        self.first = _views(None if self._flat is None else self._flat[1], self.parameters)
+        self.second = _views(None if self._flat is None else self._flat[2], self.parameters)
 
     def zero_grad(self) -> None:
         for parameter in self.parameters:
@@ -66,19 +68,18 @@ class Adam:
             self.steps[i] += 1
         if (
             self._flat is not None
-            and self._flat_first is not None
-            and self._flat_second is not None
             and len(chosen) == len(self.parameters)
             and len(set(self.steps)) == 1
         ):
+            values, first, second = self._flat
             step = self.steps[0]
             grad = torch.cat([g.reshape(-1) for g in grads])
             if grad_scale != 1.0:
                 grad.mul_(grad_scale)
-            self._flat_first.mul_(beta1).add_(grad, alpha=1 - beta1)
-            self._flat_second.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
-            denominator = (self._flat_second / (1 - beta2**step)).sqrt_().add_(self.eps)
-            self._flat.addcdiv_(self._flat_first, denominator, value=-self.lr / (1 - beta1**step))
+            first.mul_(beta1).add_(grad, alpha=1 - beta1)
+            second.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
+            denominator = (second / (1 - beta2**step)).sqrt_().add_(self.eps)
+            values.addcdiv_(first, denominator, value=-self.lr / (1 - beta1**step))
             return
         if grad_scale != 1.0:
             torch._foreach_mul_(grads, grad_scale)
