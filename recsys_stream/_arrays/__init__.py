@@ -21,6 +21,7 @@ from recsys_stream._arrays.packed import pack, unpack
 from recsys_stream._arrays.retrieval import (
     MISS,
     candidate_mask,
+    in_row_order,
     on_catalogue,
     shared_score_ranks,
     target_ranks,
@@ -42,6 +43,7 @@ __all__ = [
     "Window",
     "candidate_mask",
     "exclusive_group_sum",
+    "in_row_order",
     "keyed_normal",
     "occurrence_rank",
     "on_catalogue",

@@ -23,7 +23,7 @@ import numpy as np
 import numpy.typing as npt
 import torch
 
-from recsys_stream._arrays import IntArray, on_catalogue, top_k
+from recsys_stream._arrays import IntArray, in_row_order, on_catalogue, top_k
 from recsys_stream.base import RankingQuery
 from recsys_stream.events import EventBatch
 from recsys_stream.learner.allocator import retain_freed_memory
@@ -308,14 +308,14 @@ class OnlineLearner:
         with self.lock:
             scored = self._scored(query.batch)
             rows = torch.as_tensor(query.rows, device=self.device)
-            scores = self.model.item_scores(
-                scored.user_vectors[rows], scored.inputs.popularity_prior
-            )
+            vectors, prior = scored.user_vectors[rows], scored.inputs.popularity_prior
             catalog_rows = torch.as_tensor(
                 self.features.items.lookup(query.catalog_ids), device=self.device
             )
-        # Items the model never learned (new in this batch) score as an unseen item would.
-        return on_catalogue(scores, catalog_rows)
+            # Items the model never learned (new in this batch) score as an unseen item would.
+            if in_row_order(catalog_rows, self.model.n_items):
+                return self.model.item_scores(vectors, prior, n_columns=len(catalog_rows))
+            return on_catalogue(self.model.item_scores(vectors, prior), catalog_rows)
 
     def predict_ratings(self, batch: EventBatch) -> npt.NDArray[np.float32]:
         """Predicted rating of each event of ``batch``, row j seeing only events before j."""

@@ -191,14 +191,27 @@ class ContextualNeuMF:
 
     @torch.inference_mode()
     def item_scores(
-        self, user_vectors: torch.Tensor, popularity_prior: torch.Tensor
+        self,
+        user_vectors: torch.Tensor,
+        popularity_prior: torch.Tensor,
+        n_columns: int | None = None,
     ) -> torch.Tensor:
-        """``[rows, n_items]`` ranking scores of every item row: one matrix product."""
+        """``[rows, n_columns]`` ranking scores of the item rows ``0 .. n_columns - 1`` (every
+        row by default; rows the model has not created yet score 0): one matrix product."""
         n = self.n_items
-        scores = user_vectors @ self.item_embedding.active().T
-        return (
-            scores + self.item_bias.active()[:, 0] + popularity_prior[:n] @ self.dense.prior_weight
-        )
+        if n_columns is not None and n_columns < n:
+            raise ValueError(f"{n_columns} columns cannot hold the scores of {n} item rows")
+        offsets = self.item_bias.active()[:, 0] + popularity_prior[:n] @ self.dense.prior_weight
+        items = self.item_embedding.active().T
+        # One product that starts from the items' offsets, written where the caller wants it:
+        # adding the offsets afterwards, or widening the scores with a copy, each took another
+        # pass over the [rows, items] matrix.
+        if n_columns is None or n_columns == n:
+            return torch.addmm(offsets, user_vectors, items)
+        scores = torch.empty(len(user_vectors), n_columns, device=user_vectors.device)
+        torch.addmm(offsets, user_vectors, items, out=scores[:, :n])
+        scores[:, n:] = 0.0
+        return scores
 
     @torch.inference_mode()
     def predict_ratings(self, inputs: BatchInputs) -> torch.Tensor:

@@ -182,6 +182,41 @@ def test_row_j_is_scored_without_seeing_events_at_or_after_j() -> None:
     np.testing.assert_allclose(ratings[:cut], ratings_altered[:cut], rtol=1e-6)
 
 
+def test_catalogue_scores_do_not_depend_on_the_catalogues_order() -> None:
+    """The usual catalogue (the model's items in its order, then new ones) is scored straight
+    into its columns; any other order is rearranged. Both give each item the same score, and
+    an item the model has no row for scores 0."""
+    learner = _learner()
+    frame = _stream().ratings
+    for batch in EventBatch.from_ratings(frame.iloc[:2000]).split(250):
+        learner.learn(batch)
+    batch = EventBatch.from_ratings(frame.iloc[2000:2100])
+    known = learner.features.items.ids
+    new = np.array([10**6, 10**6 + 1])
+    rows = np.arange(len(batch))
+    in_order = np.concatenate([known, new])
+    shuffled = np.random.default_rng(0).permutation(in_order)
+    scores = {}
+    for catalog in (in_order, shuffled):
+        mask = candidate_mask(len(catalog), np.full(len(batch), len(catalog)), rows[:0], rows[:0])
+        columns = np.searchsorted(np.sort(catalog), batch.item_ids)  # unused by the scores
+        query = RankingQuery(
+            batch,
+            rows,
+            catalog,
+            columns,
+            mask,
+            np.full(len(batch), len(catalog)),
+            rows[:0],
+            rows[:0],
+        )
+        by_id = np.argsort(catalog)
+        scores[len(scores)] = learner.rank_scores(query)[:, torch.from_numpy(by_id)]
+    torch.testing.assert_close(scores[0], scores[1])
+    assert torch.count_nonzero(scores[0][:, -len(new) :]) == 0
+    assert torch.count_nonzero(scores[0][:, : len(known)]) > 0
+
+
 def test_a_new_user_is_folded_in_from_their_first_events() -> None:
     # Two disjoint tastes: items 0-19 are always rated together, and so are 100-119.
     rng = np.random.default_rng(1)
