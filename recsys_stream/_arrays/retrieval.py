@@ -74,9 +74,32 @@ def target_ranks(scores: torch.Tensor, mask: torch.Tensor, targets: torch.Tensor
 def _candidates_where(condition: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Per row, how many candidates meet ``condition`` (int32; ``condition`` is overwritten)."""
     condition &= mask
-    # Summed as bytes into int32: a sum of bools widens every element to int64 first (~1.5x
-    # slower on a 9.7k-item catalogue, and the evaluator ranks for every model).
-    return condition.view(torch.uint8).sum(dim=1, dtype=torch.int32)
+    return _count_true(condition)
+
+
+_LANES = 64
+_LANE_LIMIT = 2**15 - 1
+"""What an int16 lane holds."""
+
+
+def _count_true(matrix: torch.Tensor) -> torch.Tensor:
+    """Per row, how many elements of a contiguous boolean matrix are True (int32).
+
+    The bytes of each row are summed in 64 interleaved lanes of int16, then the lanes: on the
+    CPU, torch sums bytes into int16 ~8x as fast as into int32, int64 or float32 (2.4 against
+    21 ms for 280 rows of 41.7k items), and a lane holds the count of 2M columns.
+
+    >>> _count_true(torch.tensor([[True, False, True], [False, False, False]])).tolist()
+    [2, 0]
+    """
+    values = matrix.view(torch.uint8)
+    rows, n_columns = values.shape
+    if n_columns > _LANES * _LANE_LIMIT or not values.is_contiguous():
+        return values.sum(dim=1, dtype=torch.int32)
+    whole = n_columns - n_columns % _LANES
+    lanes = values.as_strided((rows, whole // _LANES, _LANES), (n_columns, _LANES, 1))
+    counts = lanes.sum(dim=1, dtype=torch.int16).sum(dim=1, dtype=torch.int32)
+    return counts + values[:, whole:].sum(dim=1, dtype=torch.int32)
 
 
 def on_catalogue(scores: torch.Tensor, catalog_rows: torch.Tensor) -> torch.Tensor:

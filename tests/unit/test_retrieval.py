@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from recsys_stream._arrays.retrieval import (
     MISS,
+    _count_true,
     candidate_mask,
     shared_score_ranks,
     target_ranks,
@@ -203,6 +204,32 @@ def test_shared_score_ranks_match_target_ranks_of_the_whole_matrix(
         excluded_columns,
     )
     assert ranks.tolist() == expected.tolist()
+
+
+@pytest.mark.parametrize("n_columns", [0, 1, 63, 64, 65, 64 * 3 + 7, 5000])
+def test_counts_of_true_match_a_plain_sum_across_lane_boundaries(n_columns: int) -> None:
+    rng = np.random.default_rng(n_columns)
+    matrix = torch.from_numpy(rng.random((4, n_columns)) < 0.7)
+    expected = matrix.numpy().sum(axis=1).tolist()
+    assert _count_true(matrix).tolist() == expected
+    assert _count_true(matrix).dtype == torch.int32
+    # A view that is not contiguous takes the plain sum.
+    assert _count_true(matrix[:, ::2]).tolist() == matrix.numpy()[:, ::2].sum(axis=1).tolist()
+
+
+def test_target_ranks_of_wide_rows_with_ties_match_a_naive_sort() -> None:
+    rng = np.random.default_rng(5)
+    rows, n_items = 6, 1000
+    scores = rng.integers(-3, 4, size=(rows, n_items)) / 2.0  # many ties on every row
+    scores[0] = rng.random(n_items)  # and a row without any
+    mask = rng.random((rows, n_items)) < 0.9
+    targets = rng.integers(0, n_items, size=rows)
+    ranks = target_ranks(torch.tensor(scores), torch.tensor(mask), torch.tensor(targets))
+    expected = []
+    for r, t in enumerate(targets.tolist()):
+        ranking = naive_ranking(scores[r].tolist(), mask[r].tolist())
+        expected.append(ranking.index(t) if t in ranking else MISS)
+    assert ranks.tolist() == expected
 
 
 # ------------------------------------------------------------------------------- top_k
