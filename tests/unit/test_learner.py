@@ -196,7 +196,7 @@ def test_catalogue_scores_do_not_depend_on_the_catalogues_order() -> None:
     rows = np.arange(len(batch))
     in_order = np.concatenate([known, new])
     shuffled = np.random.default_rng(0).permutation(in_order)
-    scores = {}
+    by_id = []
     for catalog in (in_order, shuffled):
         mask = candidate_mask(len(catalog), np.full(len(batch), len(catalog)), rows[:0], rows[:0])
         columns = np.searchsorted(np.sort(catalog), batch.item_ids)  # unused by the scores
@@ -210,11 +210,11 @@ def test_catalogue_scores_do_not_depend_on_the_catalogues_order() -> None:
             rows[:0],
             rows[:0],
         )
-        by_id = np.argsort(catalog)
-        scores[len(scores)] = learner.rank_scores(query)[:, torch.from_numpy(by_id)]
-    torch.testing.assert_close(scores[0], scores[1])
-    assert torch.count_nonzero(scores[0][:, -len(new) :]) == 0
-    assert torch.count_nonzero(scores[0][:, : len(known)]) > 0
+        order = torch.from_numpy(np.argsort(catalog))
+        by_id.append(learner.rank_scores(query)[:, order])
+    torch.testing.assert_close(by_id[0], by_id[1])
+    assert torch.count_nonzero(by_id[0][:, -len(new) :]) == 0
+    assert torch.count_nonzero(by_id[0][:, : len(known)]) > 0
 
 
 def test_a_new_user_is_folded_in_from_their_first_events() -> None:
