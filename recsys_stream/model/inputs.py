@@ -60,11 +60,10 @@ class BatchInputs:
         [[0, 1, 0, 0], [0, 1, 1, 0], [1, 0, 0, 0]]
         """
         device = self.items.device
-        by_group = torch.zeros(self.n_groups, n_columns, dtype=torch.bool, device=device)
-        known = self.excluded_items >= 0
-        by_group[self.excluded_groups[known], self.excluded_items[known]] = True
-        # A row also excludes the items of its group's earlier rows: those the group met
-        # first at an earlier row (an unknown item is met in a spare last slot).
+        # Per group and column, the first row at which the group's user has the item: -1 for
+        # their stored history, the first of their rows that rated it in the batch, n_rows
+        # otherwise (an unknown item is met in a spare last slot). A row excludes what its
+        # user had before it: one comparison.
         n_rows = len(self.row_groups)
         order = torch.arange(n_rows, dtype=torch.int32, device=device)
         first = torch.full(
@@ -74,7 +73,7 @@ class BatchInputs:
             self.items >= 0, self.row_groups * n_columns + self.items, self.n_groups * n_columns
         )
         first.scatter_reduce_(0, slots, order, "amin")
+        known = self.excluded_items >= 0
+        first[self.excluded_groups[known] * n_columns + self.excluded_items[known]] = -1
         first_met = first[:-1].view(self.n_groups, n_columns).index_select(0, self.row_groups)
-        excluded = by_group.index_select(0, self.row_groups)
-        excluded |= first_met < order[:, None]
-        return excluded
+        return first_met < order[:, None]
