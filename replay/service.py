@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import orjson
 import pandas as pd
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
@@ -33,10 +34,9 @@ from kafka.errors import KafkaError
 from recsys_stream.events import (
     ENVELOPE_OVERHEAD,
     EventValidationError,
-    RatingEvent,
     check_bounds,
     decode_message,
-    encode,
+    encode_rows,
     join_envelope,
 )
 from recsys_stream.files import atomic_write
@@ -335,35 +335,32 @@ class Replayer:
         """(index, user, event time, encoded event) of the valid rows of a chunk."""
         config = self.config
         part = ratings.iloc[start:stop]
+        timestamps = part["timestamp"].to_numpy()
+        indices = np.arange(start, stop)
+        if config.start_time is not None:
+            # NaN is not before anything: it is kept here, and refused as a bad row below.
+            kept = ~(timestamps < config.start_time)
+            part, timestamps, indices = part[kept], timestamps[kept], indices[kept]
+        users = part["user_id"].to_numpy()
+        encoded = encode_rows(
+            users,
+            part["item_id"].to_numpy(),
+            part["rating"].to_numpy(),
+            timestamps,
+            event_ids=[f"{self.dataset_name}:{index}" for index in indices.tolist()],
+            source="replay",
+        )
         rows = []
-        for offset, (user, item, rating, timestamp) in enumerate(
-            zip(
-                part["user_id"].to_numpy().tolist(),
-                part["item_id"].to_numpy().tolist(),
-                part["rating"].to_numpy().tolist(),
-                part["timestamp"].to_numpy().tolist(),
-                strict=True,
-            )
+        for index, user, timestamp, payload in zip(
+            indices.tolist(), users.tolist(), timestamps.tolist(), encoded, strict=True
         ):
-            index = start + offset
-            if config.start_time is not None and timestamp < config.start_time:
-                continue
-            try:
-                event = RatingEvent(
-                    user,
-                    item,
-                    rating,
-                    timestamp,
-                    event_id=f"{self.dataset_name}:{index}",
-                    source="replay",
-                )
-            except EventValidationError as exc:
+            if isinstance(payload, EventValidationError):
                 summary.skipped_bad_rows += 1
-                reason = str(exc)
+                reason = str(payload)
                 summary.bad_row_reasons[reason] = summary.bad_row_reasons.get(reason, 0) + 1
-                log.warning("row %d skipped: %s", index, exc)
+                log.warning("row %d skipped: %s", index, payload)
                 continue
-            rows.append((index, user, float(timestamp), encode(event)))
+            rows.append((index, user, float(timestamp), payload))
         return rows
 
     def _producer(self) -> KafkaProducer:
@@ -435,6 +432,8 @@ class _Outbox:
         self._sizes: dict[int, int] = {}
         self._since: dict[int, tuple[float, float]] = {}
         """Per partition, when its buffer's first event came: (monotonic, wall clock)."""
+        self._oldest: float | None = None
+        """The earliest of those (monotonic): asked after every event, so kept, not searched."""
         self.pending: list[tuple[int, int, Any]] = []
         """``(first index, events, future)`` of each message sent and not yet settled."""
         self.last_index: int | None = None
@@ -448,6 +447,9 @@ class _Outbox:
             buffer, size = self._buffers.setdefault(partition, []), ENVELOPE_OVERHEAD
         if not buffer:
             self._since[partition] = (time.monotonic(), time.time())
+            # Later buffers start later: the oldest changes only when there was none.
+            if self._oldest is None:
+                self._oldest = self._since[partition][0]
         buffer.append((index, user, encoded))
         self._sizes[partition] = size + len(encoded) + 1
         if len(buffer) >= self.max_events:
@@ -457,9 +459,7 @@ class _Outbox:
 
     def linger_ends(self) -> float | None:
         """When the longest-waiting buffered event has waited its linger (monotonic)."""
-        if not self._since:
-            return None
-        return min(first for first, _ in self._since.values()) + self.linger_s
+        return None if self._oldest is None else self._oldest + self.linger_s
 
     def send(self, partition: int) -> None:
         buffer = self._buffers.pop(partition, [])
@@ -476,6 +476,7 @@ class _Outbox:
             # The message's time is when its first event was ready: freshness counts the wait.
             timestamp_ms=int(self._since.pop(partition)[1] * 1000),
         )
+        self._oldest = min((first for first, _ in self._since.values()), default=None)
         self.pending.append((buffer[0][0], len(buffer), future))
         self.last_index = max(self.last_index or -1, buffer[-1][0])
         self.messages += 1

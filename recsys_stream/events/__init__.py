@@ -7,7 +7,7 @@ the embedded event log that stands in for Kafka in one process.
 """
 
 from recsys_stream.events.batch import EventBatch
-from recsys_stream.events.codec import decode, encode
+from recsys_stream.events.codec import decode, encode, encode_rows
 from recsys_stream.events.envelope import (
     ENVELOPE_OVERHEAD,
     ENVELOPE_VERSION,
@@ -66,6 +66,7 @@ __all__ = [
     "decode_message",
     "encode",
     "encode_envelope",
+    "encode_rows",
     "join_envelope",
     "json_type",
     "pack",

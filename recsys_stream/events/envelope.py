@@ -38,16 +38,13 @@ import orjson
 from recsys_stream.events.batch import EventBatch
 from recsys_stream.events.codec import decode, encode
 from recsys_stream.events.rating import (
-    MAX_ID,
     MAX_TEXT_LENGTH,
     OPTIONAL_FIELDS,
-    RATING_MAX,
-    RATING_MIN,
     REQUIRED_FIELDS,
-    TIMESTAMP_MAX,
     ErrorCode,
     EventValidationError,
     RatingEvent,
+    valid_fields,
 )
 
 ENVELOPE_VERSION: Final = 1
@@ -220,10 +217,7 @@ def _valid_columns(events: list[Any]) -> EventBatch | None:
         numbers = np.array([ratings, times], dtype=np.float64)
     except OverflowError:
         return None
-    ids_ok = bool(((ids >= 0) & (ids <= MAX_ID)).all())
-    ratings_ok = bool(((numbers[0] >= RATING_MIN) & (numbers[0] <= RATING_MAX)).all())
-    times_ok = bool(((numbers[1] >= 0.0) & (numbers[1] <= TIMESTAMP_MAX)).all())
-    if not (ids_ok and ratings_ok and times_ok):
+    if not valid_fields(ids[0], ids[1], numbers[0], numbers[1]).all():
         return None
     return EventBatch.from_arrays(ids[0], ids[1], numbers[0], numbers[1])
 

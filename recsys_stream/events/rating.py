@@ -19,6 +19,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 
+import numpy as np
+import numpy.typing as npt
+
 MAX_ID: Final = 2**31 - 1
 """Ids are non-negative and fit a signed 32-bit integer (every MovieLens id does)."""
 RATING_MIN: Final = 0.5
@@ -94,17 +97,62 @@ class RatingEvent:
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON object of this event; optional fields appear only when set."""
-        fields: dict[str, Any] = {
-            "user_id": self.user_id,
-            "item_id": self.item_id,
-            "rating": self.rating,
-            "timestamp": self.timestamp,
-        }
-        if self.event_id is not None:
-            fields["event_id"] = self.event_id
-        if self.source is not None:
-            fields["source"] = self.source
-        return fields
+        return fields_of(
+            self.user_id, self.item_id, self.rating, self.timestamp, self.event_id, self.source
+        )
+
+
+def fields_of(
+    user_id: int,
+    item_id: int,
+    rating: float,
+    timestamp: float,
+    event_id: str | None,
+    source: str | None,
+) -> dict[str, Any]:
+    """The JSON object of an event with these fields (:meth:`RatingEvent.to_dict`, for fields
+    already validated)."""
+    fields: dict[str, Any] = {
+        "user_id": user_id,
+        "item_id": item_id,
+        "rating": rating,
+        "timestamp": timestamp,
+    }
+    if event_id is not None:
+        fields["event_id"] = event_id
+    if source is not None:
+        fields["source"] = source
+    return fields
+
+
+def valid_fields(
+    user_ids: npt.NDArray[Any],
+    item_ids: npt.NDArray[Any],
+    ratings: npt.NDArray[Any],
+    timestamps: npt.NDArray[Any],
+) -> npt.NDArray[np.bool_]:
+    """Per row, whether these required fields pass :class:`RatingEvent`'s checks, over whole
+    columns. Accepts nothing that :class:`RatingEvent` refuses: a column of any dtype but
+    integers (ids) or integers and floats (ratings, times) fails as a whole, booleans
+    included, since a row's values are its column's Python values (``tolist``).
+
+    >>> valid_fields(np.array([1, -1]), np.array([2, 2]), np.array([4.0, 4.0]), np.array([0, 0]))
+    array([ True, False])
+    """
+    n = len(user_ids)
+    if not (
+        user_ids.dtype.kind in "iu"
+        and item_ids.dtype.kind in "iu"
+        and ratings.dtype.kind in "iuf"
+        and timestamps.dtype.kind in "iuf"
+    ):
+        return np.zeros(n, dtype=bool)
+    # NaN compares false to every bound, and infinities fall outside them: not finite, refused.
+    ids_ok = (user_ids >= 0) & (user_ids <= MAX_ID) & (item_ids >= 0) & (item_ids <= MAX_ID)
+    ratings_ok = (ratings >= RATING_MIN) & (ratings <= RATING_MAX)
+    times_ok = (timestamps >= 0.0) & (timestamps <= TIMESTAMP_MAX)
+    valid: npt.NDArray[np.bool_] = ids_ok & ratings_ok & times_ok
+    return valid
 
 
 def _check_id(field: str, value: object) -> None:

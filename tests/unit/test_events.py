@@ -2,12 +2,14 @@
 
 import json
 import math
+from collections.abc import Mapping
 
 import numpy as np
 import orjson
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
 
 from recsys_stream.events import (
     MAX_EVENT_BYTES,
@@ -20,6 +22,7 @@ from recsys_stream.events import (
     RatingEvent,
     decode,
     encode,
+    encode_rows,
 )
 
 valid_events = st.builds(
@@ -149,3 +152,82 @@ def test_event_batch_keeps_columns_in_stream_order() -> None:
 def test_event_batch_rejects_ragged_columns() -> None:
     with pytest.raises(ValueError, match="equal lengths"):
         EventBatch.from_arrays([1, 2], [1], [4.0, 4.0], [0, 0])
+
+
+def _row_by_row(
+    columns: list[np.ndarray], event_ids: list[str | None], source: str | None
+) -> list[bytes | str]:
+    """The reference: an event built and encoded per row, or the reason it was refused."""
+    encoded: list[bytes | str] = []
+    for user, item, rating, timestamp, event_id in zip(
+        *(column.tolist() for column in columns), event_ids, strict=True
+    ):
+        try:
+            encoded.append(encode(RatingEvent(user, item, rating, timestamp, event_id, source)))
+        except EventValidationError as exc:
+            encoded.append(str(exc))
+    return encoded
+
+
+def _as_compared(encoded: list[bytes | EventValidationError]) -> list[bytes | str]:
+    return [value if isinstance(value, bytes) else str(value) for value in encoded]
+
+
+_ID_DTYPES = {
+    "int64": st.integers(-2, MAX_ID + 2),
+    "int32": st.integers(-2, MAX_ID),
+    "uint32": st.integers(0, MAX_ID + 2),
+    "float64": st.floats(-2, MAX_ID + 2) | st.just(math.nan),
+    "bool": st.booleans(),
+}
+_NUMBER_DTYPES = {
+    "float64": st.floats(-1, 6) | st.floats(allow_nan=True, allow_infinity=True),
+    "float32": st.floats(-1, 6, width=32) | st.floats(width=32),
+    "int64": st.integers(-1, 6) | st.integers(-1, 2 * int(TIMESTAMP_MAX)),
+    "bool": st.booleans(),
+}
+
+
+@st.composite
+def _columns(draw: st.DrawFn) -> list[np.ndarray]:
+    """Four columns of one length, each of a dtype a data frame may hold, valid or not."""
+    n = draw(st.integers(0, 20))
+
+    def column(dtypes: Mapping[str, st.SearchStrategy[object]]) -> np.ndarray:
+        dtype = draw(st.sampled_from(sorted(dtypes)))
+        return draw(hnp.arrays(dtype, n, elements=dtypes[dtype]))
+
+    columns = [column(_ID_DTYPES), column(_ID_DTYPES), column(_NUMBER_DTYPES)]
+    columns.append(column(_NUMBER_DTYPES))
+    if draw(st.booleans()):  # a column of Python objects, as a frame with gaps holds
+        columns[draw(st.integers(0, 3))] = np.array(
+            draw(st.lists(st.none() | st.integers(0, 5) | st.floats(0, 5), min_size=n, max_size=n)),
+            dtype=object,
+        )
+    return columns
+
+
+@given(
+    _columns(),
+    st.lists(st.none() | st.text(max_size=3) | st.just("x" * 129), min_size=20, max_size=20),
+    st.none() | st.just("replay") | st.just("y" * 129),
+)
+@settings(max_examples=300, derandomize=True, database=None, deadline=None)
+def test_encoding_columns_gives_what_each_row_encoded_alone_gives(
+    columns: list[np.ndarray], event_ids: list[str | None], source: str | None
+) -> None:
+    """Whatever the values and the columns' dtypes, every row is encoded as its event alone
+    would be, or refused with the same reason."""
+    ids_of_rows = event_ids[: len(columns[0])]
+    encoded = encode_rows(*columns, event_ids=ids_of_rows, source=source)
+    assert _as_compared(encoded) == _row_by_row(columns, ids_of_rows, source)
+
+
+def test_a_column_of_float_ids_is_refused_row_by_row_with_the_reason() -> None:
+    encoded = encode_rows(np.array([1.0, 2.0]), [10, 20], [4.0, 3.0], [100, 101])
+    assert [str(value) for value in encoded] == ["user_id: must be an integer, got float"] * 2
+
+
+def test_encoding_columns_without_ids_or_source_omits_them() -> None:
+    (encoded,) = encode_rows([1], [2], [3.5], [4])
+    assert encoded == encode(RatingEvent(1, 2, 3.5, 4))
