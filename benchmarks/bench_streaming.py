@@ -6,12 +6,14 @@
    replayed at maximum speed; the clock stops when the trainer has learned every event. The
    same messages are then read by a bare aiokafka consumer that only decodes them, and handed
    to the trainer's core alone (``TrainerCore``: decode, evaluate, learn, publish, checkpoint;
-   no Kafka, no Faust) in this process: end to end / core alone is the adapter's cost. With
-   envelopes, three such rounds in turn, their medians compared.
+   no Kafka, no Faust) in this process: end to end / core alone is the adapter's cost. Both
+   publish to the same Redis, as a deployed trainer does. With envelopes, three such rounds in
+   turn, their medians compared.
 3. Freshness (produce time to learned, p50/p99): a steady 1,000 and 10,000 events/s for 20 s
    into a fresh topic with a trainer running.
 
-Kafka comes from KAFKA_BOOTSTRAP_SERVERS, or is started and stopped here as `make test` does.
+Kafka and Redis come from KAFKA_BOOTSTRAP_SERVERS and REDIS_URL, or are started and stopped
+here as `make test` does.
 """
 
 from __future__ import annotations
@@ -32,15 +34,17 @@ from common import NO_ML_100K, Result, ml_100k_root, save, save_skipped
 
 from recsys_stream.data import load_dataset
 from recsys_stream.events import decode_message
-from recsys_stream.serving import InMemorySink
 from recsys_stream.settings import KafkaSettings, Settings
 from replay.service import ReplayConfig, Replayer, ReplaySummary
-from scripts.test_services import provide_kafka
+from scripts.test_services import Services, provide_services
 from scripts.trainer_process import TrainerProcess
+from services.cache.redis_cache import RedisCache
 from services.trainer.worker import Message, TrainerCore
 
 COMMAND = ".venv/bin/python benchmarks/bench_streaming.py (make bench)"
-DATA = "MovieLens 100K u.data (100,000 events), Kafka 3.9 on the same machine, 3 partitions"
+DATA = (
+    "MovieLens 100K u.data (100,000 events), Kafka 3.9 and Redis on the same machine, 3 partitions"
+)
 
 
 def _replay(servers: str, topic: str, ratings: pd.DataFrame, **kafka: Any) -> ReplaySummary:
@@ -57,11 +61,19 @@ def _learned(count: int) -> Callable[[dict[str, Any]], bool]:
     return lambda status: status["events_learned"] >= count
 
 
-def _trainer(servers: str, topic: str, workdir: Path, **settings: str) -> TrainerProcess:
-    """The trainer as deployed (its own process), on the device it would pick."""
+def _trainer(services: Services, topic: str, workdir: Path, **settings: str) -> TrainerProcess:
+    """The trainer as deployed (its own process, publishing to Redis), on the device it would
+    pick."""
     folder = workdir / topic
     folder.mkdir()
-    trainer = TrainerProcess(servers, topic, folder, RECSYS_LEARNER__DEVICE="auto", **settings)
+    trainer = TrainerProcess(
+        services.kafka_bootstrap_servers,
+        topic,
+        folder,
+        RECSYS_LEARNER__DEVICE="auto",
+        RECSYS_REDIS__URL=services.redis_url,
+        **settings,
+    )
     trainer.start()
     trainer.wait_for(lambda s: True, timeout=300)  # up, subscribed, idle
     return trainer
@@ -104,14 +116,16 @@ def _messages(servers: str, topic: str, total: int) -> list[Message]:
     return messages
 
 
-def _core_alone(messages: list[Message], checkpoint: Path) -> float:
+def _core_alone(messages: list[Message], checkpoint: Path, redis_url: str) -> float:
     """Events/s of the trainer's core on these messages, taken as the trainer takes them
-    (from an empty ``checkpoint`` path: a fresh core)."""
+    (from an empty ``checkpoint`` path: a fresh core), publishing to Redis as the trainer
+    does."""
     settings = Settings(
         trainer={"checkpoint_path": checkpoint},  # type: ignore[arg-type]
         stream={"baselines": False},  # type: ignore[arg-type]
+        redis={"url": redis_url, "key_prefix": f"{checkpoint.stem}:"},  # type: ignore[arg-type]
     )
-    core = TrainerCore(settings, InMemorySink())
+    core = TrainerCore(settings, RedisCache(settings.redis))
     take = settings.trainer.take_messages
     learned = 0
     started = time.perf_counter()
@@ -125,7 +139,7 @@ def _core_alone(messages: list[Message], checkpoint: Path) -> float:
 
 
 def _learn_through_kafka(
-    servers: str,
+    services: Services,
     topic: str,
     ratings: pd.DataFrame,
     workdir: Path,
@@ -136,10 +150,10 @@ def _learn_through_kafka(
     every event."""
     total = len(ratings)
     kafka = {} if per_message is None else {"envelope_max_events": per_message}
-    trainer = _trainer(servers, topic, workdir, **trainer_settings)
+    trainer = _trainer(services, topic, workdir, **trainer_settings)
     try:
         started = time.time()  # wall clock: the trainer's status says when it learned
-        replay = _replay(servers, topic, ratings, **kafka)
+        replay = _replay(services.kafka_bootstrap_servers, topic, ratings, **kafka)
         status = trainer.wait_for(_learned(total), timeout=900)
     finally:
         trainer.stop()
@@ -157,14 +171,14 @@ FAUST_OPTIONS: dict[str, dict[str, str]] = {
 per-message path is the cost)."""
 
 
-def _faust_options(servers: str, ratings: pd.DataFrame, workdir: Path) -> list[Result]:
+def _faust_options(services: Services, ratings: pd.DataFrame, workdir: Path) -> list[Result]:
     baseline, _ = _learn_through_kafka(
-        servers, f"bench-faust-{uuid.uuid4().hex[:6]}", ratings, workdir, 1
+        services, f"bench-faust-{uuid.uuid4().hex[:6]}", ratings, workdir, 1
     )
     results = []
     for name, settings in FAUST_OPTIONS.items():
         rate, _ = _learn_through_kafka(
-            servers, f"bench-faust-{uuid.uuid4().hex[:6]}", ratings, workdir, 1, **settings
+            services, f"bench-faust-{uuid.uuid4().hex[:6]}", ratings, workdir, 1, **settings
         )
         results.append(
             Result(
@@ -197,28 +211,31 @@ class _EndToEndRound:
 
 
 def _end_to_end_round(
-    servers: str, ratings: pd.DataFrame, workdir: Path, per_message: int | None
+    services: Services, ratings: pd.DataFrame, workdir: Path, per_message: int | None
 ) -> _EndToEndRound:
     """Replay at max speed into a trainer that is up and idle, until it learned every event;
     then the same messages through a bare consumer and through the core alone."""
     total = len(ratings)
     topic = f"bench-e2e-{uuid.uuid4().hex[:6]}"
-    end_to_end, replay = _learn_through_kafka(servers, topic, ratings, workdir, per_message)
+    servers = services.kafka_bootstrap_servers
+    end_to_end, replay = _learn_through_kafka(services, topic, ratings, workdir, per_message)
     bare = asyncio.run(
         _consume(servers, topic, total, lambda r: len(decode_message(r.value).events))
     )
-    core_alone = _core_alone(_messages(servers, topic, total), workdir / f"{topic}-core.ckpt")
+    core_alone = _core_alone(
+        _messages(servers, topic, total), workdir / f"{topic}-core.ckpt", services.redis_url
+    )
     return _EndToEndRound(end_to_end, bare, core_alone, replay.messages)
 
 
 def _end_to_end(
-    servers: str, ratings: pd.DataFrame, workdir: Path, per_message: int | None
+    services: Services, ratings: pd.DataFrame, workdir: Path, per_message: int | None
 ) -> Result:
     """The medians of the end-to-end rounds (one round for one event per message, which has
     no goal)."""
     enveloped = per_message is None
     rounds = [
-        _end_to_end_round(servers, ratings, workdir, per_message)
+        _end_to_end_round(services, ratings, workdir, per_message)
         for _ in range(E2E_ROUNDS if enveloped else 1)
     ]
     end_to_end = statistics.median(r.end_to_end for r in rounds)
@@ -237,8 +254,9 @@ def _end_to_end(
         f"a bare aiokafka consumer that only decodes {bare:,.0f} events/s "
         f"({end_to_end / bare:.2f}x)",
         baseline_value=core_alone,
-        note=f"{rounds[0].messages:,} messages; the trainer evaluates prequentially and learns; "
-        f"no baselines; median of {len(rounds)} round(s), each in turn",
+        note=f"{rounds[0].messages:,} messages; the trainer evaluates prequentially, learns "
+        f"and publishes to Redis (the core alone too); no baselines; "
+        f"median of {len(rounds)} round(s), each in turn",
         extra={
             "bare_consumer_events_per_second": bare,
             "end_to_end_per_round": [r.end_to_end for r in rounds],
@@ -256,8 +274,9 @@ def main() -> int:
     ratings = load_dataset("ml-100k", data_dir=root, allow_download=False).ratings
     total = len(ratings)
     results: list[Result] = []
-    with provide_kafka() as servers, tempfile.TemporaryDirectory() as work:
+    with provide_services() as services, tempfile.TemporaryDirectory() as work:
         workdir = Path(work)
+        servers = services.kafka_bootstrap_servers
         # 1. The producer alone, with and without envelopes.
         single = _replay(
             servers, f"bench-single-{uuid.uuid4().hex[:6]}", ratings, envelope_max_events=1
@@ -279,12 +298,12 @@ def main() -> int:
             )
         )
         # 2. End to end, with envelopes and with one event per message.
-        results.extend(_end_to_end(servers, ratings, workdir, n) for n in (None, 1))
-        results.extend(_faust_options(servers, ratings, workdir))
+        results.extend(_end_to_end(services, ratings, workdir, n) for n in (None, 1))
+        results.extend(_faust_options(services, ratings, workdir))
         # 3. Freshness at a steady 1,000 and 10,000 events/s.
         for rate, goal_ms in ((1_000, 250), (10_000, 1_000)):
             topic = f"bench-fresh-{rate}-{uuid.uuid4().hex[:6]}"
-            trainer = _trainer(servers, topic, workdir)
+            trainer = _trainer(services, topic, workdir)
             try:
                 steady = ratings.iloc[: 20 * rate] if 20 * rate <= total else ratings
                 _paced(servers, topic, steady, float(rate))
