@@ -44,7 +44,14 @@ from recsys_stream.events.rating import (
 
 def encode(event: RatingEvent) -> bytes:
     """Serialise an event to its wire format (compact JSON)."""
-    return orjson.dumps(event.to_dict())
+    return _dumps(event.to_dict())
+
+
+def _dumps(fields: dict[str, Any]) -> bytes:
+    # orjson (3.12 on) returns its whole working buffer, ~4 KB for a 70-byte event, and an
+    # event kept in a log would hold all of it (a million events: 4 GB, and a page fault per
+    # event). A copy holds only its bytes.
+    return bytes(memoryview(orjson.dumps(fields)))
 
 
 def encode_rows(
@@ -83,7 +90,7 @@ def encode_rows(
             and source_ok
             and (event_id is None or (type(event_id) is str and len(event_id) <= MAX_TEXT_LENGTH))
         ):
-            encoded.append(orjson.dumps(fields_of(user, item, rating, timestamp, event_id, source)))
+            encoded.append(_dumps(fields_of(user, item, rating, timestamp, event_id, source)))
             continue
         try:
             encoded.append(encode(RatingEvent(user, item, rating, timestamp, event_id, source)))

@@ -18,13 +18,7 @@ from typing import Any
 import orjson
 
 from recsys_stream.data import Dataset
-from recsys_stream.events import (
-    EventValidationError,
-    InMemoryEventLog,
-    LogConsumer,
-    RatingEvent,
-    encode,
-)
+from recsys_stream.events import EventValidationError, InMemoryEventLog, LogConsumer, encode_rows
 from recsys_stream.report import RunReport
 from recsys_stream.serving import InMemorySink, OutputSink
 from recsys_stream.settings import LearnerConfig, Settings, StreamConfig
@@ -58,13 +52,12 @@ ProgressCallback = Callable[[int, dict[str, Any]], None]
 def fill_log(dataset: Dataset, log: InMemoryEventLog, max_events: int | None = None) -> int:
     """Append the dataset's ratings, in stream order, as encoded events keyed by user."""
     ratings = dataset.ratings if max_events is None else dataset.ratings.iloc[:max_events]
-    columns = (ratings[name].to_numpy().tolist() for name in ("user_id", "item_id", "rating"))
-    timestamps = ratings["timestamp"].to_numpy().tolist()
+    columns = [ratings[name].to_numpy() for name in ("user_id", "item_id", "rating", "timestamp")]
     values, keys = [], []
-    for (user, item, rating), timestamp in zip(zip(*columns, strict=True), timestamps, strict=True):
-        try:
-            payload = encode(RatingEvent(user, item, rating, timestamp))
-        except EventValidationError:
+    for payload, user, item, rating, timestamp in zip(
+        encode_rows(*columns), *(column.tolist() for column in columns), strict=True
+    ):
+        if isinstance(payload, EventValidationError):
             # Kept as the dataset has it: the processor dead-letters it with its reason, as the
             # trainer does with a bad message in Kafka.
             fields = {"user_id": user, "item_id": item, "rating": rating, "timestamp": timestamp}

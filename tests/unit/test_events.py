@@ -2,6 +2,7 @@
 
 import json
 import math
+import tracemalloc
 from collections.abc import Mapping
 
 import numpy as np
@@ -231,3 +232,18 @@ def test_a_column_of_float_ids_is_refused_row_by_row_with_the_reason() -> None:
 def test_encoding_columns_without_ids_or_source_omits_them() -> None:
     (encoded,) = encode_rows([1], [2], [3.5], [4])
     assert encoded == encode(RatingEvent(1, 2, 3.5, 4))
+
+
+def test_encoded_events_hold_only_their_bytes() -> None:
+    """A log keeps every encoded event: each must not keep the encoder's working buffer
+    (orjson's is ~4 KB, 60 times a 70-byte event)."""
+    event = RatingEvent(196, 242, 3.0, 881250949, event_id="ml-100k:0", source="replay")
+    tracemalloc.start()
+    try:
+        kept: list[object] = [encode(event) for _ in range(1_000)]
+        kept += encode_rows(*[[value] * 1_000 for value in (1, 2, 3.0, 4)])
+        held, _ = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert len(kept) == 2_000
+    assert held / len(kept) < 2 * len(encode(event)) + 100

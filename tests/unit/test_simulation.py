@@ -6,13 +6,14 @@ import dataclasses
 from pathlib import Path
 
 import orjson
+import pytest
 
 from recsys_stream.data import generate_synthetic
-from recsys_stream.events import RatingEvent, encode
+from recsys_stream.events import EventValidationError, InMemoryEventLog, RatingEvent, decode, encode
 from recsys_stream.reporting import write_run
 from recsys_stream.serving import InMemorySink
 from recsys_stream.settings import LearnerConfig, ModelConfig, RetrainConfig, StreamConfig
-from recsys_stream.stream import SimulationConfig, StreamProcessor, run_simulation
+from recsys_stream.stream import SimulationConfig, StreamProcessor, fill_log, run_simulation
 
 CONFIG = LearnerConfig(
     model=ModelConfig(dim=16, context_length=8, mlp_hidden=16, sampled_negatives=64),
@@ -122,3 +123,25 @@ def test_an_idle_processor_swaps_in_a_finished_retrain_and_publishes_it() -> Non
     assert snapshot.version == 2
     assert sink.latest_report is not None
     assert sink.latest_report.model_version == 2
+
+
+def test_the_embedded_log_holds_each_row_as_its_event_and_a_bad_row_as_the_dataset_has_it() -> None:
+    dataset = generate_synthetic(50, n_users=5, n_items=10, seed=1)
+    ratings = dataset.ratings.copy()
+    ratings.loc[3, "rating"] = 9.0
+    log = InMemoryEventLog()
+    assert fill_log(dataclasses.replace(dataset, ratings=ratings), log) == 50
+    values = [record.value for record in log.read(0, 0, 100)]
+    row = ratings.iloc[3]
+    assert orjson.loads(values[3]) == {
+        "user_id": row.user_id, "item_id": row.item_id, "rating": 9.0, "timestamp": row.timestamp
+    }  # fmt: skip
+    with pytest.raises(EventValidationError, match="rating: must be between"):
+        decode(values[3])
+    good = ratings.drop(index=3)
+    assert [decode(value) for value in values[:3] + values[4:]] == [
+        RatingEvent(int(u), int(i), float(r), float(t))
+        for u, i, r, t in good[["user_id", "item_id", "rating", "timestamp"]].itertuples(
+            index=False
+        )
+    ]
