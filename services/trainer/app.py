@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import itertools
 import logging
 import os
 import threading
@@ -229,17 +230,17 @@ class TrainerService:
 
     def _count(self, messages: Sequence[Message], handled: Handled) -> None:
         now = time.time()
-        fresh = [
-            now - message.timestamp
-            for message, learned in zip(messages, handled.learned_per_message, strict=True)
-            if message.timestamp is not None
-            for _ in range(learned)
-        ]
-        self._freshness.extend(fresh)
+        ages, learned = [], []
+        for message, count in zip(messages, handled.learned_per_message, strict=True):
+            if message.timestamp is not None and count > 0:
+                ages.append(now - message.timestamp)
+                learned.append(count)
+                self._freshness.extend(itertools.repeat(ages[-1], count))
         self.telemetry.batch(
             consumed=handled.events,
             dead_letters=[letter.code for letter in handled.dead_letters],
-            freshness=fresh,
+            freshness_s=ages,
+            learned=learned,
         )
 
     def _settle(self, reply: Reply) -> None:

@@ -38,11 +38,17 @@ import threading
 import time
 import typing
 from collections import deque
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Final
 
+import numpy as np
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.registry import Collector
 
 from recsys_stream.events import ErrorCode
@@ -75,12 +81,12 @@ class TrainerTelemetry:
         )
         for code in typing.get_args(ErrorCode):  # every kind shows, at 0 until it occurs
             self.dead_letters.labels(code)
-        self.freshness = Histogram(
+        self.freshness = WeightedHistogram(
             "recsys_trainer_freshness_seconds",
             "Seconds from an event's produce time to the end of the batch that learned it.",
-            buckets=FRESHNESS_BUCKETS,
-            registry=self.registry,
+            FRESHNESS_BUCKETS,
         )
+        self.registry.register(self.freshness)
         self.checkpoint_duration = Histogram(
             "recsys_trainer_checkpoint_duration_seconds",
             "Seconds to write a checkpoint.",
@@ -107,14 +113,18 @@ class TrainerTelemetry:
     # Called by the trainer (its event loop); the collector reads under the same lock.
 
     def batch(
-        self, consumed: int, dead_letters: Iterable[ErrorCode], freshness: Iterable[float]
+        self,
+        consumed: int,
+        dead_letters: Iterable[ErrorCode],
+        freshness_s: Sequence[float],
+        learned: Sequence[int],
     ) -> None:
-        """Count one batch: events consumed, dead letters by code, each event's freshness."""
+        """Count one batch: events consumed, dead letters by code, and the freshness of the
+        events learned, a message at a time (``learned[j]`` events ``freshness_s[j]`` old)."""
         self.consumed.inc(consumed)
         for code in dead_letters:
             self.dead_letters.labels(code).inc()
-        for seconds in freshness:
-            self.freshness.observe(seconds)
+        self.freshness.observe(freshness_s, learned)
 
     def group(self, status: GroupStatus) -> None:
         """Count what one reply of a group's worker says (once per reply)."""
@@ -161,6 +171,55 @@ class TrainerTelemetry:
     def exposition(self) -> bytes:
         """The registry in Prometheus' text format."""
         return generate_latest(self.registry)
+
+
+class WeightedHistogram(Collector):
+    """A Prometheus histogram that takes many events of one value in one observation.
+
+    The events of a message share its produce time, so their freshness is observed once per
+    message, weighted by its events: prometheus_client's ``Histogram`` observes one value per
+    call (~2 µs), which took ~40% of the Faust process's CPU on an envelope stream.
+
+    >>> histogram = WeightedHistogram("age_seconds", "Ages.", (0.1, 1.0))
+    >>> histogram.observe([0.05, 0.5, 7.0], [3, 1, 2])
+    >>> [(s.labels.get("le"), s.value) for s in next(iter(histogram.collect())).samples]
+    [('0.1', 3), ('1.0', 4), ('+Inf', 6), (None, 6), (None, 14.65)]
+    """
+
+    def __init__(self, name: str, documentation: str, buckets: Sequence[float]) -> None:
+        self._name = name
+        self._documentation = documentation
+        self._bounds = np.array([*buckets, np.inf])
+        self._counts = np.zeros(len(self._bounds), dtype=np.int64)
+        """Observations per bucket (not cumulative): ``bounds[i - 1] < value <= bounds[i]``."""
+        self._sum = 0.0
+        self._lock = threading.Lock()
+
+    def observe(self, values: Sequence[float], counts: Sequence[int]) -> None:
+        """Count ``counts[j]`` observations of ``values[j]``."""
+        seen = np.asarray(values, dtype=np.float64)
+        weights = np.asarray(counts, dtype=np.int64)
+        buckets = np.searchsorted(self._bounds, seen, side="left")
+        with self._lock:
+            np.add.at(self._counts, buckets, weights)
+            self._sum += float(seen @ weights)
+
+    def describe(self) -> Iterable[Metric]:
+        return self.collect()
+
+    def collect(self) -> Iterable[Metric]:
+        with self._lock:
+            cumulative = np.cumsum(self._counts).tolist()
+            total = self._sum
+        yield HistogramMetricFamily(
+            self._name,
+            self._documentation,
+            buckets=[
+                ("+Inf" if bound == np.inf else repr(bound), count)
+                for bound, count in zip(self._bounds.tolist(), cumulative, strict=True)
+            ],
+            sum_value=total,
+        )
 
 
 class _StateCollector(Collector):

@@ -10,13 +10,15 @@ from pathlib import Path
 
 import orjson
 import pytest
+from prometheus_client import CollectorRegistry, Histogram
+from prometheus_client.core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 
 from recsys_stream.data import generate_synthetic
 from recsys_stream.events import RatingEvent, encode
 from recsys_stream.settings import Settings
 from services.trainer.http import Health, TrainerHttpServer
-from services.trainer.telemetry import TrainerTelemetry
+from services.trainer.telemetry import FRESHNESS_BUCKETS, TrainerTelemetry, WeightedHistogram
 from services.trainer.worker import Message, TrainerCore
 
 
@@ -45,7 +47,8 @@ def learned(tmp_path: Path) -> tuple[TrainerCore, TrainerTelemetry]:
         telemetry.batch(
             consumed=len(messages[start : start + 250]),
             dead_letters=[letter.code for letter in handled.dead_letters],
-            freshness=[0.1] * handled.learned,
+            freshness_s=[0.1, 0.3],
+            learned=[handled.learned - handled.learned // 2, handled.learned // 2],
         )
     core.save_checkpoint()
     telemetry.checkpoint_duration.observe(0.2)
@@ -142,3 +145,34 @@ def test_the_endpoints_answer_from_their_own_thread(
     health[0] = Health(alive=False, checks={"restored": True})
     assert _get(http, "/healthz")[:2] == (503, b'{"status":"stuck"}')
     assert _get(http, "/nowhere")[0] == 404
+
+
+def test_freshness_observed_by_message_reads_as_a_histogram_of_every_event() -> None:
+    """One observation per message, weighted by its events, exposes the buckets, count and sum
+    that prometheus_client's histogram gives for each event observed alone."""
+    ages, counts = [0.0, 0.01, 0.012, 0.25, 0.3, 59.0, 61.0, 1e9], [5, 1, 2, 500, 1, 7, 3, 1]
+    per_event = Histogram(
+        "recsys_trainer_freshness_seconds",
+        "Freshness.",
+        buckets=FRESHNESS_BUCKETS,
+        registry=CollectorRegistry(),
+    )
+    for age, count in zip(ages, counts, strict=True):
+        for _ in range(count):
+            per_event.observe(age)
+    by_message = WeightedHistogram(
+        "recsys_trainer_freshness_seconds", "Freshness.", FRESHNESS_BUCKETS
+    )
+    by_message.observe(ages[:3], counts[:3])
+    by_message.observe(ages[3:], counts[3:])
+
+    def samples(metric: Metric) -> dict[tuple[str, str | None], float]:
+        return {
+            (sample.name, sample.labels.get("le")): sample.value
+            for sample in metric.samples
+            if not sample.name.endswith("_created")
+        }
+
+    (expected,) = per_event.collect()
+    (got,) = by_message.collect()
+    assert samples(got) == pytest.approx(samples(expected))
