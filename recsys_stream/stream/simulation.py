@@ -54,6 +54,7 @@ def fill_log(dataset: Dataset, log: InMemoryEventLog, max_events: int | None = N
     ratings = dataset.ratings if max_events is None else dataset.ratings.iloc[:max_events]
     columns = [ratings[name].to_numpy() for name in ("user_id", "item_id", "rating", "timestamp")]
     values, keys = [], []
+    key_of_user: dict[int, bytes] = {}  # one key object per user, shared by their events
     for payload, user, item, rating, timestamp in zip(
         encode_rows(*columns), *(column.tolist() for column in columns), strict=True
     ):
@@ -63,7 +64,10 @@ def fill_log(dataset: Dataset, log: InMemoryEventLog, max_events: int | None = N
             fields = {"user_id": user, "item_id": item, "rating": rating, "timestamp": timestamp}
             payload = orjson.dumps(fields)
         values.append(payload)
-        keys.append(str(user).encode())
+        key = key_of_user.get(user)
+        if key is None:
+            key = key_of_user[user] = str(user).encode()
+        keys.append(key)
     log.extend(values, keys)
     return len(values)
 

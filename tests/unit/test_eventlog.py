@@ -56,3 +56,28 @@ def test_wait_for_records_wakes_up_on_append() -> None:
 def test_a_log_needs_a_partition() -> None:
     with pytest.raises(ValueError, match="at least one partition"):
         InMemoryEventLog(partitions=0)
+
+
+@pytest.mark.parametrize("partitions", [1, 3])
+def test_records_read_back_with_their_coordinates_however_they_were_appended(
+    partitions: int,
+) -> None:
+    log = InMemoryEventLog(partitions=partitions)
+    keys = [str(user).encode() for user in (1, 2, 1, 3, 2, 1)]
+    log.extend([b"v0", b"v1", b"v2"], keys[:3])
+    for j in range(3, 6):
+        log.append(f"v{j}".encode(), key=keys[j])
+    for partition in range(partitions):
+        records = log.read(partition, 0, 10)
+        assert [r.offset for r in records] == list(range(len(records)))
+        assert all(r.partition == partition for r in records)
+        assert all(partition_for(r.key, partitions) == partition for r in records)
+        assert [r.value for r in log.read(partition, 1, 1)] == [r.value for r in records[1:2]]
+    assert sorted(r.value for r in LogConsumer(log)) == [f"v{j}".encode() for j in range(6)]
+
+
+def test_a_ragged_extend_is_refused_and_appends_nothing() -> None:
+    log = InMemoryEventLog(partitions=1)
+    with pytest.raises(ValueError, match="2 keys for 3 values"):
+        log.extend([b"a", b"b", b"c"], [None, None])
+    assert log.end_offsets() == [0]
