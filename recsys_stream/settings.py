@@ -373,6 +373,9 @@ class LearnerConfig:
     user_shrinkage: float = 100.0
     device: str = "auto"
     """``cuda`` when available, else ``cpu`` ("auto"), or a torch device name."""
+    threads: int | None = None
+    """torch threads of online learning; None: the CPUs the process may use (its affinity,
+    capped by a container's CPU limit: ``recsys_stream.learner.cpus``)."""
     seed: int = 0
     retained_memory_mb: int = 256
     """Freed memory (MB) the learner's process keeps for its next micro-batches instead of

@@ -13,7 +13,6 @@ serving its state (top-K lists, user states, model snapshots).
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 from dataclasses import dataclass
@@ -27,6 +26,7 @@ from recsys_stream._arrays import IntArray, in_row_order, on_catalogue, top_k
 from recsys_stream.base import RankingQuery
 from recsys_stream.events import EventBatch
 from recsys_stream.learner.allocator import retain_freed_memory
+from recsys_stream.learner.cpus import available_cpus
 from recsys_stream.learner.device import resolve_device
 from recsys_stream.learner.features import StreamFeatures
 from recsys_stream.learner.refit import ModelBase
@@ -75,6 +75,9 @@ class OnlineLearner:
     ) -> None:
         self.config = config or LearnerConfig()
         self.device = resolve_device(self.config.device)
+        self.threads = self.config.threads or available_cpus()
+        """torch threads of online learning (a retrain in a process takes some while it runs)."""
+        torch.set_num_threads(self.threads)
         retain_freed_memory(self.config.retained_memory_mb)
         self.features = StreamFeatures(
             context_length=self.config.model.context_length,
@@ -217,7 +220,7 @@ class OnlineLearner:
                 )
                 # The retrain's cores are taken from online learning while it runs.
                 self._threads = torch.get_num_threads()
-                torch.set_num_threads(max(1, (os.cpu_count() or 1) - config.threads))
+                torch.set_num_threads(max(1, self.threads - config.threads))
             else:
                 snapshot = StreamFeatures.from_state_dict(self.features.state_dict(), self.features)
                 self._retrain = BackgroundRetrain(snapshot, model, config, seed=seed)
