@@ -65,8 +65,8 @@ def encode_rows(
 ) -> list[bytes | EventValidationError]:
     """Encode many events given as columns: row by row, what ``encode(RatingEvent(...))``
     gives, or the :class:`EventValidationError` it raises. The fields are checked over whole
-    columns; only the rows that fail are built as events, to say why (a producer of a
-    dataset's millions of rows spends ~3x less per event).
+    columns; only the rows that fail are built as events, to say why. The replay and the
+    embedded mode encode whole datasets this way (docs/streaming.md has the figures).
 
     >>> good, bad = encode_rows([1, 2], [10, 20], [4.0, 9.0], [100, 101])
     >>> good

@@ -45,7 +45,7 @@ class InMemoryEventLog:
         if partitions < 1:
             raise ValueError("an event log needs at least one partition")
         # Per partition, each message's key and value: a record is built when read, so that a
-        # log of millions of events holds their bytes and little else (25M events: 3 GB less).
+        # log of millions of events holds their bytes and little else (25M events: 2.5 GB less).
         self._keys: list[list[bytes | None]] = [[] for _ in range(partitions)]
         self._values: list[list[bytes]] = [[] for _ in range(partitions)]
         self._lock = threading.Lock()

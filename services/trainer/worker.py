@@ -169,6 +169,13 @@ class TrainerCore:
         self.replica: Replica | None = None
         """Set when this worker is one of a group's (:mod:`services.trainer.group`): the
         group's positions decide what was learned."""
+        learner = self.processor.learner
+        log.info(
+            "learning on %s with %d torch threads",
+            learner.device,
+            learner.threads,
+            extra={"device": str(learner.device), "threads": learner.threads},
+        )
 
     # ---------------------------------------------------------------------- restore
 
