@@ -261,6 +261,9 @@ def _end_to_end(
             "bare_consumer_events_per_second": bare,
             "end_to_end_per_round": [r.end_to_end for r in rounds],
             "core_alone_per_round": [r.core_alone for r in rounds],
+            # Each round's own ratio (its two rates measured back to back): the goal is
+            # checked on the medians above, these show how far the VM moved between rounds.
+            "ratio_per_round": [r.end_to_end / r.core_alone for r in rounds],
         },
     )
 
