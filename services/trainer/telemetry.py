@@ -178,7 +178,8 @@ class WeightedHistogram(Collector):
 
     The events of a message share its produce time, so their freshness is observed once per
     message, weighted by its events: prometheus_client's ``Histogram`` observes one value per
-    call (~2 µs), which took ~40% of the Faust process's CPU on an envelope stream.
+    call (~2 µs). ML-100K end to end in envelopes, the Faust process used 0.36-0.48 s of CPU
+    with it and 0.24-0.29 s with this.
 
     >>> histogram = WeightedHistogram("age_seconds", "Ages.", (0.1, 1.0))
     >>> histogram.observe([0.05, 0.5, 7.0], [3, 1, 2])
