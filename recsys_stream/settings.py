@@ -382,6 +382,10 @@ class LearnerConfig:
     returning it to the kernel (glibc only; 0: the C library's defaults). Without it every
     step faults its tensors' pages in afresh (``recsys_stream.learner.allocator``)."""
 
+    def __post_init__(self) -> None:
+        if self.threads is not None and self.threads < 1:
+            raise ValueError(f"learner threads must be at least 1 (or unset), got {self.threads}")
+
 
 @dataclass(frozen=True, slots=True)
 class StreamConfig:

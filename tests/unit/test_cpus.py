@@ -8,10 +8,11 @@ from pathlib import Path
 
 import pytest
 import torch
+from pydantic import ValidationError
 
 from recsys_stream.learner import OnlineLearner
 from recsys_stream.learner.cpus import available_cpus, cpu_limit
-from recsys_stream.settings import LearnerConfig, ModelConfig, RetrainConfig
+from recsys_stream.settings import LearnerConfig, ModelConfig, RetrainConfig, Settings
 
 
 def _v1(root: Path, quota: str, period: str = "100000") -> Path:
@@ -69,3 +70,11 @@ def test_the_learner_runs_the_threads_it_is_given(torch_threads: int) -> None:
     assert learner.threads == 1
     assert torch.get_num_threads() == 1
     assert OnlineLearner(LearnerConfig(model=config.model)).threads == available_cpus()
+
+
+@pytest.mark.parametrize("threads", [0, -2])
+def test_a_thread_count_below_one_is_refused_with_its_value(threads: int) -> None:
+    with pytest.raises(ValueError, match=f"at least 1 \\(or unset\\), got {threads}"):
+        LearnerConfig(threads=threads)
+    with pytest.raises(ValidationError, match="learner threads must be at least 1"):
+        Settings(learner={"threads": threads})  # type: ignore[arg-type]
