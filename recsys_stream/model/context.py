@@ -37,10 +37,13 @@ class _ContextReads(torch.autograd.Function):
         queries: torch.Tensor,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         vectors = F.embedding(rows, table)
-        # Products and sums rather than bmm: a bmm of R tiny matrices is 1.5-2.5x slower on
-        # the CPU, forward and backward (docs/benchmarks.md, reruns of 2026-12-07).
-        pooled = (weights.unsqueeze(2) * vectors).sum(1)
-        affinity = (vectors * queries.unsqueeze(1)).sum(2)
+        # Each read is a batch of matrix-vector products: [1, L] x [L, dim] and [L, dim] x
+        # [dim, 1]. As bmm they are 2x faster on the CPU than products and sums, which
+        # write a [rows, L, dim] temporary before reducing it (docs/benchmarks.md, ninth
+        # session). Autograd's own bmm backward would add outer products ([L, 1] x [1, dim]),
+        # the slow shape: the backward below uses only the fast ones.
+        pooled = torch.bmm(weights.unsqueeze(1), vectors).squeeze(1)
+        affinity = torch.bmm(vectors, queries.unsqueeze(2)).squeeze(2)
         ctx.save_for_backward(vectors, rows, weights, queries)
         ctx.n_rows = table.shape[0]
         return pooled, affinity
@@ -56,8 +59,8 @@ class _ContextReads(torch.autograd.Function):
         table_grad = vectors.new_zeros(ctx.n_rows, dim).index_add_(
             0, rows.reshape(-1), vectors_grad.reshape(-1, dim)
         )
-        weights_grad = (vectors * pooled_grad.unsqueeze(1)).sum(2)
-        queries_grad = (vectors * affinity_grad.unsqueeze(2)).sum(1)
+        weights_grad = torch.bmm(vectors, pooled_grad.unsqueeze(2)).squeeze(2)
+        queries_grad = torch.bmm(affinity_grad.unsqueeze(1), vectors).squeeze(1)
         return table_grad, None, weights_grad, queries_grad
 
 

@@ -152,7 +152,9 @@ class ContextualNeuMF:
         """``h_u`` per row, from the pooled context. ``users`` is the table to read (the plain
         weights when scoring, a differentiable leaf when training)."""
         user_rows = inputs.users
-        user_vectors = users[user_rows.clamp(min=0)] * (user_rows >= 0)[:, None]
+        # index_select, not indexing: its backward (an index_add) is 2.5x faster on the CPU
+        # than indexing's accumulating index_put.
+        user_vectors = users.index_select(0, user_rows.clamp(min=0)) * (user_rows >= 0)[:, None]
         return self.dense.user_gate * user_vectors + pooled
 
     def _rating(
@@ -179,7 +181,7 @@ class ContextualNeuMF:
     @staticmethod
     def _target_vectors(inputs: BatchInputs, items: torch.Tensor) -> torch.Tensor:
         """Each row's item vector (zeros for an item the model has no row for)."""
-        return items[inputs.items.clamp(min=0)] * (inputs.items >= 0)[:, None]
+        return items.index_select(0, inputs.items.clamp(min=0)) * (inputs.items >= 0)[:, None]
 
     # ---------------------------------------------------------------------- inference
 
@@ -245,7 +247,7 @@ class ContextualNeuMF:
         item_table = self.item_embedding.take(item_rows)
         bias = self.item_bias.take(item_rows)[:, 0]
         targets = remapped.items
-        item_vectors = item_table[targets]
+        item_vectors = item_table.index_select(0, targets)
         pooled, affinity = self._context(remapped, item_table, item_vectors)
         user_vectors = self._user_vectors(remapped, pooled, self.user_embedding.take(user_rows))
         prior = inputs.popularity_prior[item_rows] @ self.dense.prior_weight
