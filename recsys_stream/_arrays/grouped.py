@@ -53,13 +53,25 @@ def occurrence_rank(keys: IntArray) -> IntArray:
 
 
 def exclusive_group_sum(keys: IntArray, values: npt.ArrayLike) -> FloatArray:
-    """For each entry, the sum of ``values`` over the earlier entries with the same key."""
+    """For each entry, the sum of ``values`` over the earlier entries with the same key.
+
+    ``values`` holds one value per entry, or a row of several (summed column by column, with
+    one sort of the keys for all of them).
+
+    >>> exclusive_group_sum(np.array([7, 3, 7]), np.array([[1.0, 1.0], [5.0, 1.0], [2.0, 1.0]]))
+    array([[0., 0.],
+           [0., 0.],
+           [1., 1.]])
+    """
     values = np.asarray(values, dtype=np.float64)
     if len(values) == 0:
         return values
+    columns = values.reshape(len(values), -1)
     order, group_start = _group_layout(keys)
-    running = np.cumsum(values[order])
-    before_group = np.where(group_start > 0, running[np.maximum(group_start - 1, 0)], 0.0)
-    sums = np.empty(len(values))
-    sums[order] = running - values[order] - before_group
-    return sums
+    running = np.cumsum(columns[order], axis=0)
+    before_group = np.where(
+        (group_start > 0)[:, None], running[np.maximum(group_start - 1, 0)], 0.0
+    )
+    sums = np.empty_like(columns)
+    sums[order] = running - columns[order] - before_group
+    return sums.reshape(values.shape)

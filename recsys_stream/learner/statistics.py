@@ -64,19 +64,17 @@ class RatingStatistics:
         mean = self.mean
         item_effect = self._batch_item_effects(items, ratings)
         residual = ratings - mean - item_effect
-        user_sum = self._gather(users, self.user_sum) + exclusive_group_sum(users, residual)
-        user_count = self._gather(users, self.user_count) + exclusive_group_sum(
-            users, np.ones(len(users))
-        )
+        earlier = exclusive_group_sum(users, np.stack([residual, np.ones(len(users))], axis=1))
+        user_sum = self._gather(users, self.user_sum) + earlier[:, 0]
+        user_count = self._gather(users, self.user_count) + earlier[:, 1]
         user_effect = user_sum / (user_count + self.user_shrinkage)
         return item_effect, user_effect
 
     def _batch_item_effects(self, items: IntArray, ratings: npt.NDArray[np.float32]) -> FloatArray:
         """The item effect before each event, counting the batch's earlier events."""
-        item_sum = self._gather(items, self.item_sum) + exclusive_group_sum(items, ratings)
-        item_count = self._gather(items, self.item_count) + exclusive_group_sum(
-            items, np.ones(len(items))
-        )
+        earlier = exclusive_group_sum(items, np.stack([ratings, np.ones(len(items))], axis=1))
+        item_sum = self._gather(items, self.item_sum) + earlier[:, 0]
+        item_count = self._gather(items, self.item_count) + earlier[:, 1]
         return (item_sum - item_count * self.mean) / (item_count + self.item_shrinkage)
 
     def leave_one_out_effects(

@@ -118,6 +118,28 @@ def test_exclusive_group_sum_accepts_integer_values_and_returns_floats() -> None
 @SETTINGS
 @given(
     st.lists(
+        st.tuples(
+            st.integers(-4, 4),
+            st.floats(-10, 10, allow_nan=False, width=32),
+            st.floats(-10, 10, allow_nan=False, width=32),
+        ),
+        max_size=60,
+    )
+)
+def test_exclusive_group_sum_of_columns_equals_each_column_summed_alone(
+    entries: list[tuple[int, float, float]],
+) -> None:
+    keys = np.array([key for key, _, _ in entries], dtype=np.int64)
+    columns = np.array([[first, second] for _, first, second in entries]).reshape(-1, 2)
+    sums = exclusive_group_sum(keys, columns)
+    assert sums.shape == columns.shape
+    for column in range(2):
+        assert np.array_equal(sums[:, column], exclusive_group_sum(keys, columns[:, column]))
+
+
+@SETTINGS
+@given(
+    st.lists(
         st.tuples(st.integers(-4, 4), st.floats(-10, 10, allow_nan=False, width=32)),
         max_size=60,
     )
