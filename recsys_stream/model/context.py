@@ -38,10 +38,10 @@ class _ContextReads(torch.autograd.Function):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         vectors = F.embedding(rows, table)
         # Each read is a batch of matrix-vector products: [1, L] x [L, dim] and [L, dim] x
-        # [dim, 1]. As bmm they are 2x faster on the CPU than products and sums, which
-        # write a [rows, L, dim] temporary before reducing it (docs/benchmarks.md, ninth
-        # session). Autograd's own bmm backward would add outer products ([L, 1] x [1, dim]),
-        # the slow shape: the backward below uses only the fast ones.
+        # [dim, 1]. As bmm they took half the time of products and sums, which write a
+        # [rows, L, dim] temporary before reducing it (an Intel Xeon VM: docs/benchmarks.md,
+        # ninth session). Autograd's own bmm backward would add outer products ([L, 1] x
+        # [1, dim]), the slow shape: the backward below uses only the fast ones.
         pooled = torch.bmm(weights.unsqueeze(1), vectors).squeeze(1)
         affinity = torch.bmm(vectors, queries.unsqueeze(2)).squeeze(2)
         ctx.save_for_backward(vectors, rows, weights, queries)
