@@ -151,11 +151,7 @@ class ContextualNeuMF:
     ) -> torch.Tensor:
         """``h_u`` per row, from the pooled context. ``users`` is the table to read (the plain
         weights when scoring, a differentiable leaf when training)."""
-        user_rows = inputs.users
-        # index_select, not indexing: its backward (an index_add) is 2.5x faster on the CPU
-        # than indexing's accumulating index_put.
-        user_vectors = users.index_select(0, user_rows.clamp(min=0)) * (user_rows >= 0)[:, None]
-        return self.dense.user_gate * user_vectors + pooled
+        return self.dense.user_gate * _rows_or_zeros(users, inputs.users) + pooled
 
     def _rating(
         self,
@@ -181,7 +177,7 @@ class ContextualNeuMF:
     @staticmethod
     def _target_vectors(inputs: BatchInputs, items: torch.Tensor) -> torch.Tensor:
         """Each row's item vector (zeros for an item the model has no row for)."""
-        return items.index_select(0, inputs.items.clamp(min=0)) * (inputs.items >= 0)[:, None]
+        return _rows_or_zeros(items, inputs.items)
 
     # ---------------------------------------------------------------------- inference
 
@@ -326,6 +322,13 @@ class ContextualNeuMF:
         self.steps = int(state["steps"])
         self.events_learned = int(state["events_learned"])
         self.generator.set_state(state["generator"])
+
+
+def _rows_or_zeros(table: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+    """``table[rows]``, zeros where a row is ``-1``. By ``index_select``, not indexing: its
+    backward (an ``index_add``) is 2.5x faster on the CPU than indexing's accumulating
+    ``index_put``."""
+    return table.index_select(0, rows.clamp(min=0)) * (rows >= 0)[:, None]
 
 
 def _remap(inputs: BatchInputs, local: torch.Tensor, user_inverse: torch.Tensor) -> BatchInputs:
