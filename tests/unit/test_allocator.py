@@ -24,7 +24,7 @@ _FAULTS_OF_REPEATED_TENSORS = textwrap.dedent(
         assert retain_freed_memory(256)
     torch.empty(10 * 2**20).fill_(1.0)  # the first one faults in either way
     before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-    for _ in range(20):
+    for _ in range(40):
         torch.empty(10 * 2**20).fill_(1.0)
     print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
     """
@@ -44,9 +44,10 @@ def _faults(mode: str) -> int:
 @pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="tunes glibc's allocator")
 def test_freed_tensor_memory_is_reused_instead_of_faulted_in_again() -> None:
     pages_per_tensor = 40 * 2**20 // 4096
-    assert _faults("defaults") >= 20 * pages_per_tensor // 2
-    # The heap may still grow once or twice while it settles; never once per tensor.
-    assert _faults("retain") <= 2 * pages_per_tensor
+    assert _faults("defaults") >= 40 * pages_per_tensor // 2
+    # The heap may still grow a few times while it settles (three times in one run of 20
+    # tensors); never once per tensor: at most a tenth of the tensors.
+    assert _faults("retain") <= 4 * pages_per_tensor
 
 
 def test_a_limit_of_0_leaves_the_allocator_alone() -> None:
