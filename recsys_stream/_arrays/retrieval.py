@@ -47,26 +47,48 @@ def candidate_mask(
     return mask
 
 
-def target_ranks(scores: torch.Tensor, mask: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+def target_ranks(
+    scores: torch.Tensor, mask: torch.Tensor, targets: torch.Tensor, limit: int | None = None
+) -> torch.Tensor:
     """0-based rank of ``targets[r]`` among the candidates of row r.
 
     A target that is not a candidate of its row (never seen before, or excluded), or whose
     score is not finite, gets rank :data:`MISS`, a miss at every cut-off: a NaN compares false
-    with everything, and would otherwise rank first.
+    with everything, and would otherwise rank first. With ``limit``, ranks of ``limit`` or
+    more read ``limit`` (a miss at every cut-off up to it: what HR@k and NDCG@k need).
+
+    >>> scores = torch.tensor([[0.9, 0.8, 0.7, 0.6]])
+    >>> mask = torch.ones(1, 4, dtype=torch.bool)
+    >>> target_ranks(scores, mask, torch.tensor([3])).tolist()
+    [3]
+    >>> target_ranks(scores, mask, torch.tensor([3]), limit=2).tolist()
+    [2]
     """
     targets = targets.to(scores.device)[:, None]
     target_score = scores.gather(1, targets)
-    # Count the candidates scoring higher, and those scoring as high (the target itself among
-    # them): two comparisons of the scores, where telling earlier ties from later ones on
-    # every row took four passes more. Only rows with another candidate at the target's score
-    # have their earlier ties counted.
+    # Count the candidates scoring higher, then, only in rows with another candidate at the
+    # target's score, the earlier ties: two comparisons of the scores, where telling earlier
+    # ties from later ones on every row took four passes more. Ties only push a rank down, so
+    # rows already at the limit skip the second comparison (most rows, at a cut-off of 10).
     ranks = _candidates_where(scores > target_score, mask)
-    tied_rows = (_candidates_where(scores >= target_score, mask) - ranks > 1).nonzero()[:, 0]
-    if len(tied_rows):
-        tied_targets = targets[tied_rows]
+    if limit is None:
+        rows, ranked, ranked_mask, ranked_score = None, scores, mask, target_score
+    else:
+        rows = (ranks < limit).nonzero()[:, 0]
+        ranked, ranked_mask = scores[rows], mask[rows]
+        ranked_score = target_score[rows]
+    as_high = _candidates_where(ranked >= ranked_score, ranked_mask)
+    above = ranks if rows is None else ranks[rows]
+    tied = (as_high - above > 1).nonzero()[:, 0]
+    if len(tied):
+        tied_rows = tied if rows is None else rows[tied]
         columns = torch.arange(scores.shape[1], device=scores.device)[None, :]
-        earlier_ties = (scores[tied_rows] == target_score[tied_rows]) & (columns < tied_targets)
+        earlier_ties = (scores[tied_rows] == target_score[tied_rows]) & (
+            columns < targets[tied_rows]
+        )
         ranks[tied_rows] += _candidates_where(earlier_ties, mask[tied_rows])
+    if limit is not None:
+        ranks.clamp_(max=limit)
     valid = mask.gather(1, targets).squeeze(1) & torch.isfinite(target_score).squeeze(1)
     return torch.where(valid, ranks.long(), MISS)
 

@@ -241,7 +241,8 @@ class PrequentialEvaluator:
                     scores = model.rank_scores(query)
                     device_mask = masks.setdefault(scores.device, mask.to(scores.device))
                     targets = torch.as_tensor(columns[relevant], device=scores.device)
-                    ranks_np = target_ranks(scores, device_mask, targets).cpu().numpy()
+                    # Ranks past k are all misses: their ties need not be told apart.
+                    ranks_np = target_ranks(scores, device_mask, targets, self.k).cpu().numpy()
                 self._ranking[name].append(event_index[relevant], ranks_np, warm[relevant])
                 hits[name] = int((ranks_np < self.k).sum())
                 if own is not None:

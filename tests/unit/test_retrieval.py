@@ -172,6 +172,20 @@ def test_target_ranks_match_a_naive_sort(
 
 
 @SETTINGS
+@given(scored_rows(), st.integers(0, 2**32 - 1), st.integers(0, 13))
+def test_target_ranks_under_a_limit_are_exact_below_it_and_the_limit_past_it(
+    case: tuple[np.ndarray, np.ndarray], seed: int, limit: int
+) -> None:
+    scores, mask = case
+    rows, n_items = scores.shape
+    targets = torch.tensor(np.random.default_rng(seed).integers(0, n_items, size=rows))
+    exact = target_ranks(torch.tensor(scores), torch.tensor(mask), targets)
+    limited = target_ranks(torch.tensor(scores), torch.tensor(mask), targets, limit=limit)
+    expected = torch.where(exact == MISS, MISS, exact.clamp(max=limit))
+    assert limited.tolist() == expected.tolist()
+
+
+@SETTINGS
 @given(st.integers(1, 14), st.integers(1, 5), st.integers(1, 4), st.integers(0, 2**32 - 1))
 def test_shared_score_ranks_match_target_ranks_of_the_whole_matrix(
     n_items: int, rows: int, levels: int, seed: int
