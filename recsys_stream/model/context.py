@@ -37,13 +37,15 @@ class _ContextReads(torch.autograd.Function):
         queries: torch.Tensor,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         vectors = F.embedding(rows, table)
-        # Each read is a batch of matrix-vector products: [1, L] x [L, dim] and [L, dim] x
-        # [dim, 1]. As bmm they took half the time of products and sums, which write a
+        # Each read is a batch of vector-matrix products: [1, L] x [L, dim] and [1, dim] x
+        # [dim, L]. As bmm they took half the time of products and sums, which write a
         # [rows, L, dim] temporary before reducing it (an Intel Xeon VM: docs/benchmarks.md,
-        # ninth session). Autograd's own bmm backward would add outer products ([L, 1] x
-        # [1, dim]), the slow shape: the backward below uses only the fast ones.
+        # ninth session). The vector goes on the left, against the transposed vectors: as
+        # [L, dim] x [dim, 1] the same product took 2.4x as long. Autograd's own bmm backward
+        # would add outer products ([L, 1] x [1, dim]), the slow shape: the backward below
+        # uses only the fast ones.
         pooled = torch.bmm(weights.unsqueeze(1), vectors).squeeze(1)
-        affinity = torch.bmm(vectors, queries.unsqueeze(2)).squeeze(2)
+        affinity = _vector_times_transposed(queries, vectors)
         ctx.save_for_backward(vectors, rows, weights, queries)
         ctx.n_rows = table.shape[0]
         return pooled, affinity
@@ -59,9 +61,14 @@ class _ContextReads(torch.autograd.Function):
         table_grad = vectors.new_zeros(ctx.n_rows, dim).index_add_(
             0, rows.reshape(-1), vectors_grad.reshape(-1, dim)
         )
-        weights_grad = torch.bmm(vectors, pooled_grad.unsqueeze(2)).squeeze(2)
+        weights_grad = _vector_times_transposed(pooled_grad, vectors)
         queries_grad = torch.bmm(affinity_grad.unsqueeze(1), vectors).squeeze(1)
         return table_grad, None, weights_grad, queries_grad
+
+
+def _vector_times_transposed(vector: torch.Tensor, matrices: torch.Tensor) -> torch.Tensor:
+    """``[R, L]``: ``matrices[r] @ vector[r]`` for ``[R, L, dim]`` matrices."""
+    return torch.bmm(vector.unsqueeze(1), matrices.transpose(1, 2)).squeeze(1)
 
 
 def read_context(
