@@ -59,21 +59,32 @@ class BatchInputs:
         >>> inputs.excluded(4).int().tolist()
         [[0, 1, 0, 0], [0, 1, 1, 0], [1, 0, 0, 0]]
         """
+        return self.exclusion_offsets(n_columns) < 0
+
+    def exclusion_offsets(self, n_columns: int) -> torch.Tensor:
+        """``[B, n_columns]`` float32, negative exactly where :meth:`excluded` is True (at
+        most -1 there) and 0 elsewhere: what the learning step adds, scaled, to its logits.
+
+        Arithmetic instead of a boolean mask because on the CPU torch's comparisons and
+        ``masked_fill`` over a ``[rows, candidates]`` matrix run ~5x slower than a float
+        subtraction or clamp of the same size (0.25 against 1.33 ms for ``[528, 830]``).
+        """
         device = self.items.device
         # Per group and column, the first row at which the group's user has the item: -1 for
         # their stored history, the first of their rows that rated it in the batch, n_rows
         # otherwise (an unknown item is met in a spare last slot). A row excludes what its
-        # user had before it: one comparison.
+        # user had before it: where that first row minus its own is negative.
         n_rows = len(self.row_groups)
-        order = torch.arange(n_rows, dtype=torch.int32, device=device)
+        order = torch.arange(n_rows, dtype=torch.float32, device=device)
         first = torch.full(
-            (self.n_groups * n_columns + 1,), n_rows, dtype=torch.int32, device=device
+            (self.n_groups * n_columns + 1,), float(n_rows), dtype=torch.float32, device=device
         )
         slots = torch.where(
             self.items >= 0, self.row_groups * n_columns + self.items, self.n_groups * n_columns
         )
         first.scatter_reduce_(0, slots, order, "amin")
         known = self.excluded_items >= 0
-        first[self.excluded_groups[known] * n_columns + self.excluded_items[known]] = -1
-        first_met = first[:-1].view(self.n_groups, n_columns).index_select(0, self.row_groups)
-        return first_met < order[:, None]
+        first[self.excluded_groups[known] * n_columns + self.excluded_items[known]] = -1.0
+        offsets = first[:-1].view(self.n_groups, n_columns).index_select(0, self.row_groups)
+        offsets -= order[:, None]
+        return offsets.clamp_(max=0.0)

@@ -236,7 +236,8 @@ class ContextualNeuMF:
         config = self.config
         item_rows, log_sampling = self._candidates(inputs)
         # Renumber items into the candidate rows: every row the step reads is among them.
-        local = torch.full((self.n_items,), -1, dtype=torch.long, device=self.device)
+        # One slot past the items stays -1: a -1 (padding, nothing) indexes it and stays -1.
+        local = torch.full((self.n_items + 1,), -1, dtype=torch.long, device=self.device)
         local[item_rows] = torch.arange(len(item_rows), device=self.device)
         user_rows, user_inverse = torch.unique(inputs.users, return_inverse=True)
         remapped = _remap(inputs, local, user_inverse)
@@ -248,13 +249,14 @@ class ContextualNeuMF:
         user_vectors = self._user_vectors(remapped, pooled, self.user_embedding.take(user_rows))
         prior = inputs.popularity_prior[item_rows] @ self.dense.prior_weight
         logits = torch.addmm(bias + prior - log_sampling, user_vectors, item_table.T)
-        seen = remapped.excluded(len(item_rows))
+        offsets = remapped.exclusion_offsets(len(item_rows))
         # A user who rates an item again still learns it as the target.
-        seen[torch.arange(len(targets), device=self.device), targets] = False
-        # In place, and out of the graph: the product's backward does not need its output, and
-        # a masked logit's softmax probability, so its gradient, is exactly 0 already.
+        offsets[torch.arange(len(targets), device=self.device), targets] = 0.0
+        # Every item the user rated before falls by at least -_MASKED: its softmax probability
+        # underflows to exactly 0, so its gradient is 0 already. In place, and out of the
+        # graph: the product's backward does not need its output.
         with torch.no_grad():
-            logits.masked_fill_(seen, _MASKED)
+            logits.add_(offsets, alpha=-_MASKED)
         weights = torch.where(
             inputs.ratings >= self.relevance_threshold, 1.0, config.irrelevant_weight
         )
@@ -290,12 +292,11 @@ class ContextualNeuMF:
         negatives = torch.multinomial(
             probability, self.config.sampled_negatives, replacement=True, generator=self.generator
         )
-        chosen = torch.zeros(self.n_items, dtype=torch.bool, device=self.device)
-        chosen[negatives] = True
-        chosen[inputs.items] = True
-        context = inputs.context_items
-        chosen[context[context >= 0]] = True
-        rows = chosen.nonzero().squeeze(1)
+        # Counted rather than flagged: on the CPU a bincount took 35 us where setting flags
+        # by indexing took 300 (10k context slots). Shifted by one, padding (-1) counts in 0.
+        drawn = torch.cat([negatives, inputs.items, inputs.context_items.reshape(-1)])
+        counts = torch.bincount(drawn + 1, minlength=self.n_items + 1)[1:]
+        rows = counts.nonzero().squeeze(1)
         return rows, torch.log(probability[rows] * self.config.sampled_negatives)
 
     # ------------------------------------------------------------------- persistence
@@ -332,20 +333,18 @@ def _rows_or_zeros(table: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
 
 
 def _remap(inputs: BatchInputs, local: torch.Tensor, user_inverse: torch.Tensor) -> BatchInputs:
-    """The inputs with item rows renumbered into the taken rows and users into unique users."""
-    context = inputs.context_items
+    """The inputs with item rows renumbered into the taken rows and users into unique users.
+    ``local`` has a last slot of -1, which every -1 (padding, nothing) reads."""
     return BatchInputs(
         users=user_inverse,
         items=local[inputs.items],
         ratings=inputs.ratings,
-        context_items=torch.where(context >= 0, local[context.clamp(min=0)], context),
+        context_items=local[inputs.context_items],
         context_residuals=inputs.context_residuals,
         rating_baseline=inputs.rating_baseline,
         popularity_prior=inputs.popularity_prior,
         row_groups=inputs.row_groups,
         n_groups=inputs.n_groups,
         excluded_groups=inputs.excluded_groups,
-        excluded_items=torch.where(
-            inputs.excluded_items >= 0, local[inputs.excluded_items], inputs.excluded_items
-        ),
+        excluded_items=local[inputs.excluded_items],
     )
