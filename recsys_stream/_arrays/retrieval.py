@@ -71,17 +71,10 @@ def target_ranks(
     # ties from later ones on every row took four passes more. Ties only push a rank down, so
     # rows already at the limit skip the second comparison (most rows, at a cut-off of 10).
     ranks = _candidates_where(scores > target_score, mask)
-    if limit is None:
-        rows, ranked, ranked_mask, ranked_score = None, scores, mask, target_score
-    else:
-        rows = (ranks < limit).nonzero()[:, 0]
-        ranked, ranked_mask = scores[rows], mask[rows]
-        ranked_score = target_score[rows]
-    as_high = _candidates_where(ranked >= ranked_score, ranked_mask)
-    above = ranks if rows is None else ranks[rows]
-    tied = (as_high - above > 1).nonzero()[:, 0]
-    if len(tied):
-        tied_rows = tied if rows is None else rows[tied]
+    open_rows = (ranks < (MISS if limit is None else limit)).nonzero()[:, 0]
+    as_high = _candidates_where(scores[open_rows] >= target_score[open_rows], mask[open_rows])
+    tied_rows = open_rows[(as_high - ranks[open_rows] > 1).nonzero()[:, 0]]
+    if len(tied_rows):
         columns = torch.arange(scores.shape[1], device=scores.device)[None, :]
         earlier_ties = (scores[tied_rows] == target_score[tied_rows]) & (
             columns < targets[tied_rows]

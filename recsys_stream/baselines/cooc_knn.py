@@ -21,7 +21,7 @@ import numpy.typing as npt
 import torch
 import torch.nn.functional as F
 
-from recsys_stream._arrays import IdIndex, UserSequences, on_catalogue
+from recsys_stream._arrays import IdIndex, UserSequences, in_row_order, on_catalogue
 from recsys_stream.base import RankingQuery
 from recsys_stream.events import EventBatch
 
@@ -85,6 +85,12 @@ class CoocKNN:
             scores_known.mul_((popularity.clamp(min=1.0) ** -self.popularity_damping)[None, :])
             # A faint popularity prior orders items without links (and cold users' lists).
             scores_known.add_(1e-6 * popularity[None, :])
+            n_columns = len(catalog_rows)
+            if n_columns <= bagged.shape[1] and in_row_order(catalog_rows, n_known):
+                # The usual case: the catalogue lists the known items first, in row order, and
+                # the spare columns read links of items never met, all 0: they are the scores
+                # of the items new in this batch already, without widening a copy.
+                return bagged[:, :n_columns]
         else:
             scores_known = torch.zeros(len(query.rows), 0)
         # Items it has not met yet (new in this batch) have no links.
